@@ -1,0 +1,139 @@
+// meshguardctl: the operator and workload CLI. main() parses flags and
+// dispatches; commands.cc does the work.
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/time/time.h"
+#include "cli/commands.h"
+
+// Global.
+ABSL_FLAG(std::string, ca, "127.0.0.1:15012", "CA address (host:port).");
+ABSL_FLAG(std::string, ca_bundle, "",
+          "PEM roots that authenticate the CA (its bundle.pem).");
+ABSL_FLAG(std::string, ca_server_name, "meshguard-ca",
+          "Name the CA's serving certificate must carry.");
+ABSL_FLAG(std::string, admin_socket, "",
+          "The CA's admin Unix socket (DATA_DIR/admin.sock) for token, "
+          "revoke and list.");
+// Per command.
+ABSL_FLAG(std::string, token, "", "cert request: service-account token.");
+ABSL_FLAG(std::string, token_file, "",
+          "cert request: file holding the service-account token.");
+ABSL_FLAG(std::string, join_token, "", "cert request: one-time join token.");
+ABSL_FLAG(std::string, out_dir, "",
+          "cert request/renew, bundle fetch: output directory.");
+ABSL_FLAG(absl::Duration, ttl, absl::ZeroDuration(),
+          "cert request/renew: requested lifetime (0 = CA default); token "
+          "create: token lifetime (0 = 10m).");
+ABSL_FLAG(std::string, cert, "",
+          "cert renew: current certificate chain (PEM); admin commands over "
+          "mTLS: an admin identity's chain.");
+ABSL_FLAG(std::string, key, "", "The private key (PEM) matching --cert.");
+ABSL_FLAG(std::string, bundle, "", "verify: PEM roots to verify against.");
+ABSL_FLAG(std::string, chain, "", "verify: PEM chain, leaf first.");
+ABSL_FLAG(std::string, crl, "", "verify: PEM CRL to check revocation with.");
+ABSL_FLAG(std::string, at, "", "verify: time to verify at (RFC 3339).");
+ABSL_FLAG(std::string, trust_domain, "",
+          "verify: expected trust domain (default cluster.local).");
+ABSL_FLAG(bool, path_only, false,
+          "verify: stop after the path checks (chain, validity, CA "
+          "constraints, key usage, CRL).");
+ABSL_FLAG(std::string, spiffe_id, "",
+          "token create, revoke, list: the SPIFFE ID.");
+ABSL_FLAG(std::string, serial, "", "revoke: serial (hex).");
+ABSL_FLAG(std::string, reason, "", "revoke: reason recorded with it.");
+ABSL_FLAG(bool, live, false, "list: only unexpired, unrevoked certificates.");
+
+namespace {
+
+constexpr char kUsage[] =
+    "meshguardctl: request, inspect and verify meshguard certificates; "
+    "administer the CA.\n\n"
+    "Usage: meshguardctl [--ca ADDR --ca-bundle FILE] [--admin-socket PATH] "
+    "COMMAND ...\n\n"
+    "Commands:\n"
+    "  cert request (--token T | --token-file F | --join-token J) --out-dir O "
+    "[--ttl D]\n"
+    "  cert renew --cert C --key K --out-dir O [--ttl D]\n"
+    "  cert inspect FILE\n"
+    "  bundle fetch --out-dir O\n"
+    "  verify --bundle B --chain C [--crl FILE] [--at RFC3339] "
+    "[--trust-domain TD] [--path-only]\n"
+    "  token create --spiffe-id ID [--ttl D]\n"
+    "  revoke (--serial S | --spiffe-id ID) [--reason R]\n"
+    "  list [--spiffe-id ID] [--live]\n";
+
+int Usage(const std::string& error) {
+  if (!error.empty()) fprintf(stderr, "meshguardctl: %s\n\n", error.c_str());
+  fputs(kUsage, stderr);
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(kUsage);
+  std::vector<char*> raw = absl::ParseCommandLine(argc, argv);
+  std::vector<std::string> args(raw.begin() + 1, raw.end());
+  if (args.empty()) return Usage("");
+
+  meshguard::cli::GlobalOptions g;
+  g.ca_address = absl::GetFlag(FLAGS_ca);
+  g.ca_bundle_file = absl::GetFlag(FLAGS_ca_bundle);
+  g.ca_server_name = absl::GetFlag(FLAGS_ca_server_name);
+  g.admin_socket = absl::GetFlag(FLAGS_admin_socket);
+  g.cert_file = absl::GetFlag(FLAGS_cert);
+  g.key_file = absl::GetFlag(FLAGS_key);
+
+  const std::string& cmd = args[0];
+  const std::string sub = args.size() > 1 ? args[1] : "";
+  if (cmd == "cert" && sub == "request" && args.size() == 2) {
+    return meshguard::cli::CertRequest(
+        g, absl::GetFlag(FLAGS_token), absl::GetFlag(FLAGS_token_file),
+        absl::GetFlag(FLAGS_join_token), absl::GetFlag(FLAGS_out_dir),
+        absl::GetFlag(FLAGS_ttl));
+  }
+  if (cmd == "cert" && sub == "renew" && args.size() == 2) {
+    return meshguard::cli::CertRenew(g, absl::GetFlag(FLAGS_cert),
+                                     absl::GetFlag(FLAGS_key),
+                                     absl::GetFlag(FLAGS_out_dir),
+                                     absl::GetFlag(FLAGS_ttl));
+  }
+  if (cmd == "cert" && sub == "inspect") {
+    if (args.size() != 3) return Usage("cert inspect takes one FILE");
+    return meshguard::cli::CertInspect(args[2]);
+  }
+  if (cmd == "bundle" && sub == "fetch" && args.size() == 2) {
+    return meshguard::cli::BundleFetch(g, absl::GetFlag(FLAGS_out_dir));
+  }
+  if (cmd == "verify" && args.size() == 1) {
+    meshguard::cli::VerifyArgs v;
+    v.bundle_file = absl::GetFlag(FLAGS_bundle);
+    v.chain_file = absl::GetFlag(FLAGS_chain);
+    v.crl_file = absl::GetFlag(FLAGS_crl);
+    v.at = absl::GetFlag(FLAGS_at);
+    v.trust_domain = absl::GetFlag(FLAGS_trust_domain);
+    v.path_only = absl::GetFlag(FLAGS_path_only);
+    return meshguard::cli::Verify(v);
+  }
+  if (cmd == "token" && sub == "create" && args.size() == 2) {
+    return meshguard::cli::TokenCreate(g, absl::GetFlag(FLAGS_spiffe_id),
+                                       absl::GetFlag(FLAGS_ttl));
+  }
+  if (cmd == "revoke" && args.size() == 1) {
+    return meshguard::cli::Revoke(g, absl::GetFlag(FLAGS_serial),
+                                  absl::GetFlag(FLAGS_spiffe_id),
+                                  absl::GetFlag(FLAGS_reason));
+  }
+  if (cmd == "list" && args.size() == 1) {
+    return meshguard::cli::List(g, absl::GetFlag(FLAGS_spiffe_id),
+                                absl::GetFlag(FLAGS_live));
+  }
+  std::string joined;
+  for (const std::string& a : args) joined += (joined.empty() ? "" : " ") + a;
+  return Usage("unknown command: " + joined);
+}

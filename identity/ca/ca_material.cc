@@ -1,0 +1,272 @@
+#include "identity/ca/ca_material.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/util/time_util.h"
+#include "identity/crypto/certificate.h"
+#include "identity/crypto/keys.h"
+#include "identity/crypto/spiffe_id.h"
+#include "identity/crypto/verifier.h"
+#include "identity/util/file_util.h"
+
+namespace meshguard::ca {
+namespace {
+
+using ::google::protobuf::util::TimeUtil;
+using ::meshguard::config::v1::CaConfig;
+using ::meshguard::util::JoinPath;
+
+void DefaultDuration(google::protobuf::Duration* d, absl::Duration value) {
+  if (d->seconds() == 0 && d->nanos() == 0) {
+    *d = TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(value));
+  }
+}
+
+absl::Status WithFile(const std::string& path, const absl::Status& status) {
+  return absl::Status(status.code(),
+                      absl::StrCat(path, ": ", status.message()));
+}
+
+}  // namespace
+
+absl::Status InitDataDir(const InitOptions& options) {
+  if (options.data_dir.empty()) {
+    return absl::InvalidArgumentError("--data-dir is required");
+  }
+  if (absl::Status s =
+          crypto::SpiffeId::ValidateTrustDomain(options.trust_domain);
+      !s.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--trust-domain: ", s.message()));
+  }
+  if (absl::Status s = util::MakeDirectories(options.data_dir, 0700); !s.ok()) {
+    return s;
+  }
+  for (const char* name : {kRootCertFile, kRootKeyFile, kIntermediateCertFile,
+                           kIntermediateKeyFile, kBundleFile}) {
+    std::string path = JoinPath(options.data_dir, name);
+    if (util::FileExists(path)) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          path, " already exists; refusing to overwrite CA material"));
+    }
+  }
+
+  // Build everything in memory first, so a failure writes nothing.
+  absl::StatusOr<crypto::EvpPkeyPtr> root_key = crypto::GenerateEcP256Key();
+  if (!root_key.ok()) return root_key.status();
+  absl::StatusOr<crypto::X509Ptr> root = crypto::CreateRootCertificate(
+      root_key->get(), options.trust_domain, options.root_ttl, options.now);
+  if (!root.ok()) return root.status();
+  absl::StatusOr<crypto::EvpPkeyPtr> int_key = crypto::GenerateEcP256Key();
+  if (!int_key.ok()) return int_key.status();
+  absl::StatusOr<crypto::X509Ptr> intermediate =
+      crypto::CreateIntermediateCertificate(
+          int_key->get(), root->get(), root_key->get(), options.trust_domain,
+          options.intermediate_ttl, options.now);
+  if (!intermediate.ok()) return intermediate.status();
+
+  absl::StatusOr<std::string> root_pem = crypto::CertificateToPem(root->get());
+  absl::StatusOr<std::string> root_key_pem =
+      crypto::PrivateKeyToPem(root_key->get());
+  absl::StatusOr<std::string> int_pem =
+      crypto::CertificateToPem(intermediate->get());
+  absl::StatusOr<std::string> int_key_pem =
+      crypto::PrivateKeyToPem(int_key->get());
+  for (const absl::Status& s : {root_pem.status(), root_key_pem.status(),
+                                int_pem.status(), int_key_pem.status()}) {
+    if (!s.ok()) return s;
+  }
+
+  // Keys first: if a crash interrupts, the next init refuses instead of
+  // pairing a new certificate with a lost key.
+  const std::pair<const char*, std::pair<const std::string*, mode_t>> files[] =
+      {{kRootKeyFile, {&*root_key_pem, 0600}},
+       {kIntermediateKeyFile, {&*int_key_pem, 0600}},
+       {kRootCertFile, {&*root_pem, 0644}},
+       {kIntermediateCertFile, {&*int_pem, 0644}},
+       {kBundleFile, {&*root_pem, 0644}}};
+  for (const auto& [name, content] : files) {
+    if (absl::Status s = util::WriteNewFile(JoinPath(options.data_dir, name),
+                                            *content.first, content.second);
+        !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+void ApplyCaDefaults(CaConfig* config) {
+  if (config->trust_domain().empty()) {
+    config->set_trust_domain(std::string(crypto::kDefaultTrustDomain));
+  }
+  if (config->listen().empty()) config->set_listen("127.0.0.1:15012");
+  if (config->admin_http_listen().empty()) {
+    config->set_admin_http_listen("127.0.0.1:15014");
+  }
+  if (config->server_dns_names().empty()) {
+    config->add_server_dns_names("meshguard-ca");
+    config->add_server_dns_names("meshguard-ca.meshguard-system.svc");
+    config->add_server_dns_names(
+        "meshguard-ca.meshguard-system.svc.cluster.local");
+  }
+  DefaultDuration(config->mutable_default_ttl(), absl::Hours(1));
+  DefaultDuration(config->mutable_max_ttl(), absl::Hours(24));
+  DefaultDuration(config->mutable_crl_validity(), absl::Hours(24));
+  if (!config->has_rate_limit()) {
+    config->mutable_rate_limit()->set_requests_per_second(5);
+    config->mutable_rate_limit()->set_burst(20);
+  }
+  if (config->max_request_bytes() == 0) config->set_max_request_bytes(65536);
+  if (config->storage().kind().empty()) {
+    config->mutable_storage()->set_kind("sqlite");
+  }
+  if (config->storage().dsn().empty()) {
+    config->mutable_storage()->set_dsn(
+        JoinPath(config->data_dir(), kDatabaseFile));
+  }
+  if (config->signing_cert_file().empty()) {
+    config->set_signing_cert_file(
+        JoinPath(config->data_dir(), kIntermediateCertFile));
+  }
+  if (config->signing_key_file().empty()) {
+    config->set_signing_key_file(
+        JoinPath(config->data_dir(), kIntermediateKeyFile));
+  }
+  if (config->trust_bundle_file().empty()) {
+    config->set_trust_bundle_file(JoinPath(config->data_dir(), kBundleFile));
+  }
+  auto* k8s = config->mutable_kubernetes();
+  if (!k8s->jwks_file().empty() || !k8s->public_key_files().empty()) {
+    k8s->set_enabled(true);
+  }
+  if (k8s->issuer().empty()) {
+    k8s->set_issuer("https://kubernetes.default.svc.cluster.local");
+  }
+  if (k8s->audience().empty()) k8s->set_audience("meshguard-ca");
+  DefaultDuration(k8s->mutable_clock_skew(), absl::Seconds(30));
+}
+
+absl::Status ValidateCaConfig(const CaConfig& config) {
+  if (absl::Status s =
+          crypto::SpiffeId::ValidateTrustDomain(config.trust_domain());
+      !s.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("field trust_domain: ", s.message()));
+  }
+  if (config.data_dir().empty()) {
+    return absl::InvalidArgumentError(
+        "field data_dir: required (or pass --data-dir)");
+  }
+  auto to_absl = [](const google::protobuf::Duration& d) {
+    return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+  };
+  if (to_absl(config.default_ttl()) <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("field default_ttl: must be positive");
+  }
+  if (to_absl(config.max_ttl()) < to_absl(config.default_ttl())) {
+    return absl::InvalidArgumentError(
+        "field max_ttl: must be at least default_ttl");
+  }
+  if (config.rate_limit().requests_per_second() < 0) {
+    return absl::InvalidArgumentError(
+        "field rate_limit.requests_per_second: must not be negative");
+  }
+  if (config.storage().kind() != "sqlite") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("field storage.kind: \"", config.storage().kind(),
+                     "\" is not supported by this build (only \"sqlite\")"));
+  }
+  for (const std::string& id : config.admin_ids()) {
+    if (absl::StatusOr<crypto::SpiffeId> parsed = crypto::SpiffeId::Parse(id);
+        !parsed.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("field admin_ids: ", parsed.status().message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<CaMaterial> LoadCaMaterial(const CaConfig& config) {
+  CaMaterial material;
+  absl::StatusOr<std::string> cert_pem =
+      util::ReadFile(config.signing_cert_file());
+  if (!cert_pem.ok()) return cert_pem.status();
+  absl::StatusOr<std::vector<crypto::X509Ptr>> chain =
+      crypto::ParseCertificateChainPem(*cert_pem);
+  if (!chain.ok()) return WithFile(config.signing_cert_file(), chain.status());
+  absl::StatusOr<std::string> key_pem =
+      util::ReadFile(config.signing_key_file(), 1 << 20);
+  if (!key_pem.ok()) return key_pem.status();
+  absl::StatusOr<crypto::EvpPkeyPtr> key = crypto::PrivateKeyFromPem(*key_pem);
+  if (!key.ok()) return WithFile(config.signing_key_file(), key.status());
+
+  // Roots: the bundle file plus any extra bundle files (root rotation).
+  std::vector<std::string> bundle_files = {config.trust_bundle_file()};
+  for (const std::string& f : config.extra_trust_bundle_files()) {
+    bundle_files.push_back(f);
+  }
+  material.earliest_root_expiry = absl::InfiniteFuture();
+  for (const std::string& file : bundle_files) {
+    absl::StatusOr<std::string> pem = util::ReadFile(file);
+    if (!pem.ok()) return pem.status();
+    absl::StatusOr<std::vector<crypto::X509Ptr>> roots =
+        crypto::ParseCertificateChainPem(*pem);
+    if (!roots.ok()) return WithFile(file, roots.status());
+    for (const crypto::X509Ptr& root : *roots) {
+      absl::StatusOr<std::string> one = crypto::CertificateToPem(root.get());
+      if (!one.ok()) return WithFile(file, one.status());
+      bool seen = false;
+      for (const std::string& existing : material.root_pems) {
+        seen = seen || existing == *one;
+      }
+      if (seen) continue;
+      material.root_pems.push_back(*one);
+      material.earliest_root_expiry =
+          std::min(material.earliest_root_expiry, crypto::NotAfter(root.get()));
+    }
+  }
+
+  // The signing certificate must chain to the bundle, or every certificate
+  // it signs would be refused by every peer.
+  absl::StatusOr<std::shared_ptr<const crypto::TrustBundle>> bundle =
+      crypto::TrustBundle::Create(config.trust_domain(), material.root_pems,
+                                  {});
+  if (!bundle.ok()) {
+    return WithFile(config.trust_bundle_file(), bundle.status());
+  }
+  absl::StatusOr<std::string> signing_pem =
+      crypto::CertificateToPem(chain->front().get());
+  if (!signing_pem.ok()) return signing_pem.status();
+  material.intermediate_pem = *cert_pem;
+  material.intermediate_not_after = crypto::NotAfter(chain->front().get());
+
+  crypto::X509Ptr signing_cert = std::move(chain->front());
+  std::vector<crypto::X509Ptr> above;
+  for (size_t i = 1; i < chain->size(); ++i) {
+    above.push_back(std::move((*chain)[i]));
+  }
+  std::vector<X509*> above_raw;
+  for (const crypto::X509Ptr& c : above) above_raw.push_back(c.get());
+  crypto::VerifyOptions options;
+  options.at = absl::Now();
+  if (absl::Status s =
+          crypto::VerifyPath(signing_cert.get(), above_raw, **bundle, options);
+      !s.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("signing certificate ", config.signing_cert_file(),
+                     " does not chain to a root in ",
+                     config.trust_bundle_file(), ": ", s.message()));
+  }
+
+  absl::StatusOr<std::unique_ptr<crypto::CaSigner>> signer =
+      crypto::CaSigner::Create(std::move(signing_cert), std::move(*key),
+                               std::move(above));
+  if (!signer.ok()) {
+    return WithFile(config.signing_cert_file(), signer.status());
+  }
+  material.signer = std::move(*signer);
+  return material;
+}
+
+}  // namespace meshguard::ca

@@ -1,0 +1,72 @@
+// The CA's key material on disk: creating it (`meshguard-ca init`) and
+// loading it to serve (`meshguard-ca serve`).
+//
+// Data directory layout (keys 0600, everything else 0644):
+//   root.pem, root-key.pem                 the self-signed root
+//   intermediate.pem, intermediate-key.pem the signing CA (signs leaves, CRLs)
+//   bundle.pem                             trusted roots handed to workloads
+//   meshguard-ca.db                        the issuance log (SQLite)
+//   admin.sock                             the admin API's Unix socket
+// Serving needs only the intermediate and bundle.pem; the root key can stay
+// offline after init.
+#ifndef MESHGUARD_IDENTITY_CA_CA_MATERIAL_H_
+#define MESHGUARD_IDENTITY_CA_CA_MATERIAL_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "identity/crypto/ca_signer.h"
+#include "proto/config.pb.h"
+
+namespace meshguard::ca {
+
+inline constexpr char kRootCertFile[] = "root.pem";
+inline constexpr char kRootKeyFile[] = "root-key.pem";
+inline constexpr char kIntermediateCertFile[] = "intermediate.pem";
+inline constexpr char kIntermediateKeyFile[] = "intermediate-key.pem";
+inline constexpr char kBundleFile[] = "bundle.pem";
+inline constexpr char kDatabaseFile[] = "meshguard-ca.db";
+inline constexpr char kAdminSocketFile[] = "admin.sock";
+
+struct InitOptions {
+  std::string data_dir;
+  std::string trust_domain = "cluster.local";
+  absl::Duration root_ttl = absl::Hours(24 * 365 * 10);
+  absl::Duration intermediate_ttl = absl::Hours(24 * 365);
+  absl::Time now = absl::Now();
+};
+
+// Creates a root and an intermediate (ECDSA P-256) and bundle.pem in
+// data_dir. Refuses (ALREADY_EXISTS, naming the file) if any key or
+// certificate is already there; never overwrites.
+absl::Status InitDataDir(const InitOptions& options);
+
+// Fills every unset field of `config` with its documented default.
+void ApplyCaDefaults(meshguard::config::v1::CaConfig* config);
+
+// Checks a defaulted config; errors name the field.
+absl::Status ValidateCaConfig(const meshguard::config::v1::CaConfig& config);
+
+struct CaMaterial {
+  std::unique_ptr<crypto::CaSigner> signer;
+  // PEM of every trusted root (bundle file + extra bundle files), one
+  // certificate per entry, de-duplicated.
+  std::vector<std::string> root_pems;
+  std::string intermediate_pem;
+  absl::Time earliest_root_expiry;
+  absl::Time intermediate_not_after;
+};
+
+// Loads the signing certificate and key and the trust bundle named by a
+// defaulted config. Checks that the signing certificate chains to a root of
+// the bundle and that the key matches it; errors name the file.
+absl::StatusOr<CaMaterial> LoadCaMaterial(
+    const meshguard::config::v1::CaConfig& config);
+
+}  // namespace meshguard::ca
+
+#endif  // MESHGUARD_IDENTITY_CA_CA_MATERIAL_H_

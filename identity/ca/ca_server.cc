@@ -1,0 +1,909 @@
+#include "identity/ca/ca_server.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <atomic>
+#include <deque>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "google/protobuf/util/time_util.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/security/server_credentials.h"
+#include "identity/ca/bundle_publisher.h"
+#include "identity/ca/ca_material.h"
+#include "identity/ca/issuance_store.h"
+#include "identity/ca/jwt_authenticator.h"
+#include "identity/crypto/certificate.h"
+#include "identity/crypto/csr.h"
+#include "identity/crypto/keys.h"
+#include "identity/crypto/random.h"
+#include "identity/crypto/spiffe_id.h"
+#include "identity/crypto/verifier.h"
+#include "identity/util/admin_http.h"
+#include "identity/util/clock.h"
+#include "identity/util/file_util.h"
+#include "identity/util/json_log.h"
+#include "identity/util/metrics.h"
+#include "identity/util/rate_limiter.h"
+#include "proto/ca.grpc.pb.h"
+
+namespace meshguard::ca {
+namespace {
+
+namespace v1 = ::meshguard::ca::v1;
+using ::google::protobuf::util::TimeUtil;
+using ::meshguard::config::v1::CaConfig;
+
+constexpr absl::Duration kMaxJoinTokenTtl = absl::Hours(24);
+constexpr absl::Duration kDefaultJoinTokenTtl = absl::Minutes(10);
+constexpr absl::Duration kServingCertTtl = absl::Hours(24 * 90);
+
+absl::Duration ToAbsl(const google::protobuf::Duration& d) {
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+google::protobuf::Timestamp ToProto(absl::Time t) {
+  return TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(t));
+}
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()),
+                      std::string(s.message()));
+}
+
+// Splits "host:port" ("[::1]:15012" too).
+bool SplitHostPort(const std::string& address, std::string* host,
+                   std::string* port) {
+  size_t colon = address.rfind(':');
+  if (colon == std::string::npos) return false;
+  *host = address.substr(0, colon);
+  *port = address.substr(colon + 1);
+  if (host->size() >= 2 && host->front() == '[' && host->back() == ']') {
+    *host = host->substr(1, host->size() - 2);
+  }
+  return true;
+}
+
+bool LooksLikeIp(const std::string& host) {
+  if (host.empty()) return false;
+  if (host.find(':') != std::string::npos) return true;  // IPv6
+  return std::all_of(host.begin(), host.end(),
+                     [](char c) { return (c >= '0' && c <= '9') || c == '.'; });
+}
+
+// How a caller proved who it is.
+struct Caller {
+  std::string spiffe_id;
+  std::string auth_method;  // k8s_token | join_token | renewal | admin_socket
+};
+
+// Everything the services share. Thread-safe.
+class CaState final {
+ public:
+  CaState(CaConfig config, CaMaterial material,
+          std::unique_ptr<IssuanceStore> store,
+          std::unique_ptr<JwtAuthenticator> jwt)
+      : config_(std::move(config)),
+        material_(std::move(material)),
+        store_(std::move(store)),
+        jwt_(std::move(jwt)),
+        publisher_(config_.trust_domain()),
+        limiter_(config_.rate_limit().requests_per_second(),
+                 config_.rate_limit().burst(), /*max_keys=*/100000,
+                 util::RealClock()) {
+    issuances_ = metrics_.AddCounter(
+        "meshguard_ca_issuances_total",
+        "Certificates issued and refused, by how the caller authenticated.",
+        {"auth_method", "result"});
+    failures_ = metrics_.AddCounter(
+        "meshguard_ca_issuance_failures_total",
+        "Refused or failed IssueCertificate calls, by reason.", {"reason"});
+    latency_ =
+        metrics_.AddHistogram("meshguard_ca_request_duration_seconds",
+                              "Latency of CA RPCs, by method.", {"method"},
+                              {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                               0.1, 0.25, 0.5, 1, 2.5});
+    revocations_ = metrics_.AddCounter("meshguard_ca_revocations_total",
+                                       "Certificates revoked.", {});
+    const absl::Time root_expiry = material_.earliest_root_expiry;
+    const absl::Time int_expiry = material_.intermediate_not_after;
+    metrics_.AddGaugeFunction(
+        "meshguard_ca_root_expiry_timestamp_seconds",
+        "Earliest notAfter among the trusted roots (Unix seconds).",
+        [=] { return static_cast<double>(absl::ToUnixSeconds(root_expiry)); });
+    metrics_.AddGaugeFunction(
+        "meshguard_ca_intermediate_expiry_timestamp_seconds",
+        "notAfter of the signing intermediate (Unix seconds).",
+        [=] { return static_cast<double>(absl::ToUnixSeconds(int_expiry)); });
+    metrics_.AddGaugeFunction(
+        "meshguard_ca_bundle_watchers", "Open WatchTrustBundle streams.",
+        [this] { return static_cast<double>(publisher_.watcher_count()); });
+  }
+
+  const CaConfig& config() const { return config_; }
+  BundlePublisher& publisher() { return publisher_; }
+  IssuanceStore& store() { return *store_; }
+  util::MetricsRegistry& metrics() { return metrics_; }
+  const CaMaterial& material() const { return material_; }
+
+  // Signs a new CRL from the store's revocations and publishes it with the
+  // roots. Serialized so CRL numbers and bundle sequence numbers agree.
+  absl::StatusOr<uint64_t> RefreshCrl() ABSL_LOCKS_EXCLUDED(crl_mu_) {
+    absl::MutexLock lock(&crl_mu_);
+    absl::Time now = absl::Now();
+    absl::StatusOr<std::vector<IssuanceRecord>> revoked =
+        store_->ListRevokedUnexpired(now);
+    if (!revoked.ok()) return revoked.status();
+    std::vector<crypto::RevokedCertificate> entries;
+    for (const IssuanceRecord& r : *revoked) {
+      entries.push_back({r.serial, r.revoked_at.value_or(now)});
+    }
+    absl::StatusOr<int64_t> number = store_->NextCrlNumber();
+    if (!number.ok()) return number.status();
+    absl::StatusOr<crypto::X509CrlPtr> crl = material_.signer->CreateCrl(
+        entries, *number, now, ToAbsl(config_.crl_validity()));
+    if (!crl.ok()) return crl.status();
+    absl::StatusOr<std::string> crl_pem = crypto::CrlToPem(crl->get());
+    if (!crl_pem.ok()) return crl_pem.status();
+    absl::StatusOr<std::shared_ptr<const crypto::TrustBundle>> bundle =
+        crypto::TrustBundle::Create(config_.trust_domain(), material_.root_pems,
+                                    {*crl_pem});
+    if (!bundle.ok()) return bundle.status();
+    {
+      absl::MutexLock vlock(&verifier_mu_);
+      verifier_bundle_ = *bundle;
+    }
+    return publisher_.Publish(material_.root_pems, *crl_pem);
+  }
+
+  std::shared_ptr<const crypto::TrustBundle> verifier_bundle() const
+      ABSL_LOCKS_EXCLUDED(verifier_mu_) {
+    absl::MutexLock lock(&verifier_mu_);
+    return verifier_bundle_;
+  }
+
+  // The SPIFFE ID of an mTLS peer holding a valid, unrevoked certificate of
+  // this CA; NOT_FOUND if the peer presented no certificate.
+  absl::StatusOr<crypto::SpiffeId> PeerIdentity(
+      const grpc::ServerContextBase& context) const {
+    std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
+    if (auth == nullptr) return absl::NotFoundError("no TLS peer");
+    std::vector<grpc::string_ref> chain =
+        auth->FindPropertyValues(GRPC_X509_PEM_CERT_CHAIN_PROPERTY_NAME);
+    std::vector<grpc::string_ref> leaf =
+        auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
+    std::string pem;
+    if (!chain.empty()) {
+      pem.assign(chain.front().data(), chain.front().size());
+    } else if (!leaf.empty()) {
+      pem.assign(leaf.front().data(), leaf.front().size());
+    } else {
+      return absl::NotFoundError("peer presented no client certificate");
+    }
+    // Our own intermediate completes chains from peers that send only the
+    // leaf; the verifier ignores it when unused.
+    absl::StrAppend(&pem, "\n", material_.intermediate_pem);
+    crypto::VerifyOptions options;
+    options.at = absl::Now();
+    options.trust_domain = config_.trust_domain();
+    absl::StatusOr<crypto::SpiffeId> id =
+        crypto::VerifyX509SvidPem(pem, *verifier_bundle(), options);
+    if (!id.ok()) {
+      return absl::UnauthenticatedError(
+          absl::StrCat("client certificate refused: ", id.status().message()));
+    }
+    // The store knows of revocations before peers' CRLs do.
+    absl::StatusOr<std::vector<crypto::X509Ptr>> certs =
+        crypto::ParseCertificateChainPem(pem);
+    if (certs.ok() && !certs->empty()) {
+      absl::StatusOr<bool> revoked =
+          store_->IsRevoked(crypto::SerialHex(certs->front().get()));
+      if (revoked.ok() && *revoked) {
+        return absl::UnauthenticatedError(
+            "client certificate refused: revoked");
+      }
+    }
+    return id;
+  }
+
+  void CountRefusal(const std::string& method, const std::string& reason) {
+    issuances_->WithLabels({method, "refused"})->Inc();
+    failures_->WithLabels({reason})->Inc();
+  }
+  void CountIssued(const std::string& method) {
+    issuances_->WithLabels({method, "issued"})->Inc();
+  }
+  void ObserveLatency(const std::string& rpc, absl::Duration d) {
+    latency_->WithLabels({rpc})->Observe(absl::ToDoubleSeconds(d));
+  }
+  void CountRevocations(size_t n) {
+    revocations_->WithLabels({})->Inc(static_cast<double>(n));
+  }
+  bool AllowRate(const std::string& key) { return limiter_.Allow(key); }
+
+  bool IsAdmin(const std::string& spiffe_id) const {
+    for (const std::string& admin : config_.admin_ids()) {
+      if (admin == spiffe_id) return true;
+    }
+    return false;
+  }
+
+  JwtAuthenticator* jwt() const { return jwt_.get(); }
+
+ private:
+  const CaConfig config_;
+  const CaMaterial material_;
+  std::unique_ptr<IssuanceStore> store_;
+  std::unique_ptr<JwtAuthenticator> jwt_;
+  BundlePublisher publisher_;
+  util::RateLimiter limiter_;
+  util::MetricsRegistry metrics_;
+  util::CounterFamily* issuances_;
+  util::CounterFamily* failures_;
+  util::HistogramFamily* latency_;
+  util::CounterFamily* revocations_;
+
+  absl::Mutex crl_mu_;
+  mutable absl::Mutex verifier_mu_;
+  std::shared_ptr<const crypto::TrustBundle> verifier_bundle_
+      ABSL_GUARDED_BY(verifier_mu_);
+};
+
+// A refusal: the status to return, the reason label, and the log line.
+grpc::Status Refuse(CaState* state, const std::string& method,
+                    const std::string& reason, const std::string& requester,
+                    grpc::StatusCode code, const std::string& message) {
+  state->CountRefusal(method.empty() ? "unknown" : method, reason);
+  util::LogLine("warn", "issuance_refused")
+      .Add("reason", reason)
+      .Add("auth_method", method)
+      .Add("requester", requester)
+      .Add("message", message)
+      .Emit();
+  return grpc::Status(code, message);
+}
+
+class CertificateAuthorityImpl final
+    : public v1::CertificateAuthority::WithCallbackMethod_WatchTrustBundle<
+          v1::CertificateAuthority::Service> {
+ public:
+  explicit CertificateAuthorityImpl(CaState* state) : state_(state) {}
+
+  grpc::Status IssueCertificate(
+      grpc::ServerContext* context, const v1::IssueCertificateRequest* request,
+      v1::IssueCertificateResponse* response) override {
+    absl::Time start = absl::Now();
+    grpc::Status status = Issue(context, *request, response);
+    state_->ObserveLatency("IssueCertificate", absl::Now() - start);
+    return status;
+  }
+
+  grpc::Status GetTrustBundle(grpc::ServerContext* context,
+                              const v1::GetTrustBundleRequest* request,
+                              v1::TrustBundle* response) override {
+    *response = state_->publisher().Current();
+    return grpc::Status::OK;
+  }
+
+  grpc::ServerWriteReactor<v1::TrustBundle>* WatchTrustBundle(
+      grpc::CallbackServerContext* context,
+      const v1::WatchTrustBundleRequest* request) override {
+    return new BundleWatcher(&state_->publisher());
+  }
+
+ private:
+  // Streams the current bundle, then each newer one. Only the newest
+  // pending bundle is kept: a slow watcher skips intermediate versions
+  // rather than growing a queue.
+  class BundleWatcher final : public grpc::ServerWriteReactor<v1::TrustBundle> {
+   public:
+    explicit BundleWatcher(BundlePublisher* publisher) : publisher_(publisher) {
+      handle_ = publisher_->Subscribe(
+          [this](const v1::TrustBundle& bundle) { Offer(bundle); });
+      Offer(publisher_->Current());
+    }
+
+    void OnWriteDone(bool ok) override {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      if (!ok) return;  // OnDone follows.
+      MaybeWriteLocked();
+    }
+
+    void OnCancel() override {
+      absl::MutexLock lock(&mu_);
+      if (!finished_) {
+        finished_ = true;
+        Finish(grpc::Status::CANCELLED);
+      }
+    }
+
+    void OnDone() override {
+      publisher_->Unsubscribe(handle_);
+      delete this;
+    }
+
+   private:
+    void Offer(const v1::TrustBundle& bundle) {
+      absl::MutexLock lock(&mu_);
+      if (bundle.sequence_number() <= sent_sequence_) return;
+      if (pending_.has_value() &&
+          pending_->sequence_number() >= bundle.sequence_number()) {
+        return;
+      }
+      pending_ = bundle;
+      MaybeWriteLocked();
+    }
+
+    void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      if (writing_ || finished_ || !pending_.has_value()) return;
+      in_flight_ = std::move(*pending_);
+      pending_.reset();
+      sent_sequence_ = in_flight_.sequence_number();
+      writing_ = true;
+      StartWrite(&in_flight_);
+    }
+
+    BundlePublisher* const publisher_;
+    uint64_t handle_ = 0;
+    absl::Mutex mu_;
+    bool writing_ ABSL_GUARDED_BY(mu_) = false;
+    bool finished_ ABSL_GUARDED_BY(mu_) = false;
+    uint64_t sent_sequence_ ABSL_GUARDED_BY(mu_) = 0;
+    std::optional<v1::TrustBundle> pending_ ABSL_GUARDED_BY(mu_);
+    v1::TrustBundle in_flight_ ABSL_GUARDED_BY(mu_);
+  };
+
+  // Decides who the caller is: join token, then bearer token, then a client
+  // certificate. Exactly one credential is used.
+  grpc::Status Authenticate(grpc::ServerContext* context,
+                            const v1::IssueCertificateRequest& request,
+                            const std::string& requester, Caller* caller) {
+    const absl::Time now = absl::Now();
+    if (!request.join_token().empty()) {
+      caller->auth_method = "join_token";
+      if (request.join_token().size() > 256) {
+        return Refuse(state_, caller->auth_method, "bad_join_token", requester,
+                      grpc::StatusCode::UNAUTHENTICATED,
+                      "join token is malformed");
+      }
+      absl::StatusOr<std::string> id = state_->store().ConsumeJoinToken(
+          crypto::Sha256Hex(request.join_token()), now);
+      if (!id.ok()) {
+        return Refuse(state_, caller->auth_method, "bad_join_token", requester,
+                      grpc::StatusCode::UNAUTHENTICATED,
+                      std::string(id.status().message()));
+      }
+      caller->spiffe_id = *id;
+      return grpc::Status::OK;
+    }
+    auto auth_header = context->client_metadata().find("authorization");
+    if (auth_header != context->client_metadata().end()) {
+      caller->auth_method = "k8s_token";
+      std::string value(auth_header->second.data(), auth_header->second.size());
+      if (!absl::StartsWith(value, "Bearer ")) {
+        return Refuse(state_, caller->auth_method, "bad_token", requester,
+                      grpc::StatusCode::UNAUTHENTICATED,
+                      "authorization metadata is not a Bearer token");
+      }
+      if (state_->jwt() == nullptr) {
+        return Refuse(state_, caller->auth_method, "k8s_auth_disabled",
+                      requester, grpc::StatusCode::UNAUTHENTICATED,
+                      "Kubernetes token authentication is not configured on "
+                      "this CA (kubernetes.jwks_file / public_key_files)");
+      }
+      absl::StatusOr<KubernetesIdentity> identity =
+          state_->jwt()->Authenticate(value.substr(7), now);
+      if (!identity.ok()) {
+        return Refuse(state_, caller->auth_method, "bad_token", requester,
+                      grpc::StatusCode::UNAUTHENTICATED,
+                      std::string(identity.status().message()));
+      }
+      absl::StatusOr<crypto::SpiffeId> id = crypto::SpiffeId::ForServiceAccount(
+          state_->config().trust_domain(), identity->namespace_name,
+          identity->service_account);
+      if (!id.ok()) {
+        return Refuse(state_, caller->auth_method, "bad_token", requester,
+                      grpc::StatusCode::UNAUTHENTICATED,
+                      std::string(id.status().message()));
+      }
+      caller->spiffe_id = id->ToString();
+      return grpc::Status::OK;
+    }
+    caller->auth_method = "renewal";
+    absl::StatusOr<crypto::SpiffeId> peer = state_->PeerIdentity(*context);
+    if (!peer.ok()) {
+      if (absl::IsNotFound(peer.status())) {
+        return Refuse(state_, "none", "no_credential", requester,
+                      grpc::StatusCode::UNAUTHENTICATED,
+                      "no credential: send a join token, a Bearer "
+                      "service-account token, or a client certificate of "
+                      "this CA");
+      }
+      return Refuse(state_, caller->auth_method, "bad_client_certificate",
+                    requester, grpc::StatusCode::UNAUTHENTICATED,
+                    std::string(peer.status().message()));
+    }
+    caller->spiffe_id = peer->ToString();
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Issue(grpc::ServerContext* context,
+                     const v1::IssueCertificateRequest& request,
+                     v1::IssueCertificateResponse* response) {
+    const std::string requester = context->peer();
+    Caller caller;
+    if (grpc::Status s = Authenticate(context, request, requester, &caller);
+        !s.ok()) {
+      return s;
+    }
+    if (!state_->AllowRate(caller.spiffe_id)) {
+      return Refuse(state_, caller.auth_method, "rate_limited", requester,
+                    grpc::StatusCode::RESOURCE_EXHAUSTED,
+                    absl::StrCat("rate limit exceeded for ", caller.spiffe_id));
+    }
+
+    // The CSR: well formed, self-signed correctly, an acceptable key, and
+    // naming no identity other than the authenticated one.
+    absl::StatusOr<crypto::Csr> csr = crypto::Csr::ParsePem(request.csr_pem());
+    if (!csr.ok()) {
+      return Refuse(state_, caller.auth_method, "bad_csr", requester,
+                    grpc::StatusCode::INVALID_ARGUMENT,
+                    absl::StrCat("CSR: ", csr.status().message()));
+    }
+    if (absl::Status s = csr->CheckSignature(); !s.ok()) {
+      return Refuse(state_, caller.auth_method, "bad_csr_signature", requester,
+                    grpc::StatusCode::INVALID_ARGUMENT,
+                    absl::StrCat("CSR signature: ", s.message()));
+    }
+    if (absl::Status s = crypto::CheckIssuableKey(csr->public_key()); !s.ok()) {
+      return Refuse(state_, caller.auth_method, "bad_csr_key", requester,
+                    grpc::StatusCode::INVALID_ARGUMENT,
+                    absl::StrCat("CSR key: ", s.message()));
+    }
+    std::vector<std::string> uris = csr->UriSans();
+    if (uris.size() > 1) {
+      return Refuse(state_, caller.auth_method, "bad_csr_san", requester,
+                    grpc::StatusCode::INVALID_ARGUMENT,
+                    absl::StrCat("CSR has ", uris.size(),
+                                 " URI SANs; at most one (the SPIFFE ID)"));
+    }
+    if (uris.size() == 1) {
+      absl::StatusOr<crypto::SpiffeId> asked = crypto::SpiffeId::Parse(uris[0]);
+      if (!asked.ok()) {
+        return Refuse(state_, caller.auth_method, "bad_csr_san", requester,
+                      grpc::StatusCode::INVALID_ARGUMENT,
+                      absl::StrCat("CSR URI SAN: ", asked.status().message()));
+      }
+      if (asked->ToString() != caller.spiffe_id) {
+        return Refuse(state_, caller.auth_method, "identity_mismatch",
+                      requester, grpc::StatusCode::PERMISSION_DENIED,
+                      absl::StrCat("CSR asks for ", asked->ToString(),
+                                   " but the caller authenticated as ",
+                                   caller.spiffe_id));
+      }
+    }
+    absl::StatusOr<crypto::SpiffeId> id =
+        crypto::SpiffeId::Parse(caller.spiffe_id);
+    if (!id.ok() || !id->MemberOf(state_->config().trust_domain())) {
+      return Refuse(
+          state_, caller.auth_method, "wrong_trust_domain", requester,
+          grpc::StatusCode::PERMISSION_DENIED,
+          absl::StrCat(caller.spiffe_id, " is not in this CA's trust domain ",
+                       state_->config().trust_domain()));
+    }
+
+    absl::Duration ttl = ToAbsl(state_->config().default_ttl());
+    if (request.has_ttl()) {
+      absl::Duration asked = ToAbsl(request.ttl());
+      if (asked < absl::ZeroDuration()) {
+        return Refuse(state_, caller.auth_method, "bad_ttl", requester,
+                      grpc::StatusCode::INVALID_ARGUMENT,
+                      "ttl must not be negative");
+      }
+      if (asked > absl::ZeroDuration()) ttl = asked;
+    }
+    ttl = std::min(ttl, ToAbsl(state_->config().max_ttl()));
+
+    crypto::LeafRequest leaf;
+    leaf.public_key = csr->public_key();
+    leaf.spiffe_id = *id;
+    leaf.ttl = ttl;
+    leaf.now = absl::Now();
+    absl::StatusOr<crypto::X509Ptr> cert =
+        state_->material().signer->IssueLeaf(leaf);
+    if (!cert.ok()) {
+      return Refuse(state_, caller.auth_method, "signing_failed", requester,
+                    grpc::StatusCode::INTERNAL,
+                    absl::StrCat("signing failed: ", cert.status().message()));
+    }
+
+    IssuanceRecord record;
+    record.serial = crypto::SerialHex(cert->get());
+    record.spiffe_id = caller.spiffe_id;
+    record.not_before = crypto::NotBefore(cert->get());
+    record.not_after = crypto::NotAfter(cert->get());
+    record.issued_at = leaf.now;
+    record.auth_method = caller.auth_method;
+    record.requester = requester;
+    // Acknowledge only what the log holds durably.
+    if (absl::Status s = state_->store().RecordIssuance(record); !s.ok()) {
+      return Refuse(state_, caller.auth_method, "storage_failed", requester,
+                    grpc::StatusCode::UNAVAILABLE,
+                    absl::StrCat("issuance log: ", s.message()));
+    }
+
+    absl::StatusOr<std::string> leaf_pem =
+        crypto::CertificateToPem(cert->get());
+    if (!leaf_pem.ok()) return ToGrpc(leaf_pem.status());
+    response->add_cert_chain_pem(*leaf_pem);
+    for (X509* above : state_->material().signer->ChainAbove()) {
+      absl::StatusOr<std::string> pem = crypto::CertificateToPem(above);
+      if (!pem.ok()) return ToGrpc(pem.status());
+      response->add_cert_chain_pem(*pem);
+    }
+    *response->mutable_trust_bundle() = state_->publisher().Current();
+    response->set_spiffe_id(caller.spiffe_id);
+    response->set_serial(record.serial);
+    *response->mutable_not_before() = ToProto(record.not_before);
+    *response->mutable_not_after() = ToProto(record.not_after);
+
+    state_->CountIssued(caller.auth_method);
+    util::LogLine("info", "issued")
+        .Add("spiffe_id", caller.spiffe_id)
+        .Add("serial", record.serial)
+        .Add("auth_method", caller.auth_method)
+        .Add("requester", requester)
+        .AddTime("not_after", record.not_after)
+        .Emit();
+    return grpc::Status::OK;
+  }
+
+  CaState* const state_;
+};
+
+class CertificateAuthorityAdminImpl final
+    : public v1::CertificateAuthorityAdmin::Service {
+ public:
+  // over_unix_socket: callers are trusted by the socket's file permissions;
+  // otherwise they must present an admin identity over mTLS.
+  CertificateAuthorityAdminImpl(CaState* state, bool over_unix_socket)
+      : state_(state), over_unix_socket_(over_unix_socket) {}
+
+  grpc::Status CreateJoinToken(grpc::ServerContext* context,
+                               const v1::CreateJoinTokenRequest* request,
+                               v1::CreateJoinTokenResponse* response) override {
+    std::string admin;
+    if (grpc::Status s = Authorize(*context, &admin); !s.ok()) return s;
+    absl::StatusOr<crypto::SpiffeId> id =
+        crypto::SpiffeId::Parse(request->spiffe_id());
+    if (!id.ok()) return ToGrpc(id.status());
+    if (!id->MemberOf(state_->config().trust_domain())) {
+      return grpc::Status(
+          grpc::StatusCode::INVALID_ARGUMENT,
+          absl::StrCat(id->ToString(), " is not in this CA's trust domain ",
+                       state_->config().trust_domain()));
+    }
+    absl::Duration ttl = kDefaultJoinTokenTtl;
+    if (request->has_ttl()) ttl = ToAbsl(request->ttl());
+    if (ttl <= absl::ZeroDuration() || ttl > kMaxJoinTokenTtl) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "ttl must be positive and at most 24h");
+    }
+    const absl::Time now = absl::Now();
+    std::string token = crypto::NewJoinToken();
+    if (absl::Status s = state_->store().CreateJoinToken(
+            crypto::Sha256Hex(token), id->ToString(), now + ttl, now);
+        !s.ok()) {
+      return ToGrpc(s);
+    }
+    response->set_token(token);
+    *response->mutable_expires_at() = ToProto(now + ttl);
+    util::LogLine("info", "join_token_created")
+        .Add("spiffe_id", id->ToString())
+        .Add("admin", admin)
+        .AddTime("expires_at", now + ttl)
+        .Emit();
+    return grpc::Status::OK;
+  }
+
+  grpc::Status RevokeCertificate(
+      grpc::ServerContext* context, const v1::RevokeCertificateRequest* request,
+      v1::RevokeCertificateResponse* response) override {
+    std::string admin;
+    if (grpc::Status s = Authorize(*context, &admin); !s.ok()) return s;
+    const absl::Time now = absl::Now();
+    absl::StatusOr<std::vector<std::string>> revoked;
+    switch (request->target_case()) {
+      case v1::RevokeCertificateRequest::kSerial:
+        revoked = state_->store().RevokeSerial(request->serial(),
+                                               request->reason(), now);
+        break;
+      case v1::RevokeCertificateRequest::kSpiffeId:
+        revoked = state_->store().RevokeSpiffeId(request->spiffe_id(),
+                                                 request->reason(), now);
+        break;
+      default:
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            "set serial or spiffe_id");
+    }
+    if (!revoked.ok()) return ToGrpc(revoked.status());
+    absl::StatusOr<uint64_t> sequence = state_->RefreshCrl();
+    if (!sequence.ok()) {
+      return ToGrpc(absl::Status(
+          sequence.status().code(),
+          absl::StrCat("revocation recorded but the new CRL failed: ",
+                       sequence.status().message())));
+    }
+    for (const std::string& serial : *revoked) {
+      response->add_revoked_serials(serial);
+    }
+    response->set_bundle_sequence_number(*sequence);
+    state_->CountRevocations(revoked->size());
+    util::LogLine("info", "revoked")
+        .Add("serials", absl::StrJoin(*revoked, ","))
+        .Add("reason", request->reason())
+        .Add("admin", admin)
+        .Add("bundle_sequence", static_cast<int64_t>(*sequence))
+        .Emit();
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ListCertificates(
+      grpc::ServerContext* context, const v1::ListCertificatesRequest* request,
+      v1::ListCertificatesResponse* response) override {
+    std::string admin;
+    if (grpc::Status s = Authorize(*context, &admin); !s.ok()) return s;
+    ListFilter filter;
+    filter.spiffe_id = request->spiffe_id();
+    filter.live_only = request->live_only();
+    filter.now = absl::Now();
+    filter.limit = request->limit() == 0 ? 1000 : request->limit();
+    absl::StatusOr<std::vector<IssuanceRecord>> records =
+        state_->store().List(filter);
+    if (!records.ok()) return ToGrpc(records.status());
+    for (const IssuanceRecord& r : *records) {
+      v1::CertificateRecord* out = response->add_certificates();
+      out->set_serial(r.serial);
+      out->set_spiffe_id(r.spiffe_id);
+      *out->mutable_not_before() = ToProto(r.not_before);
+      *out->mutable_not_after() = ToProto(r.not_after);
+      out->set_auth_method(r.auth_method);
+      out->set_requester(r.requester);
+      *out->mutable_issued_at() = ToProto(r.issued_at);
+      if (r.revoked_at.has_value()) {
+        *out->mutable_revoked_at() = ToProto(*r.revoked_at);
+        out->set_revocation_reason(r.revocation_reason);
+      }
+    }
+    return grpc::Status::OK;
+  }
+
+ private:
+  grpc::Status Authorize(const grpc::ServerContext& context,
+                         std::string* admin) {
+    if (over_unix_socket_) {
+      *admin = "admin-socket";
+      return grpc::Status::OK;
+    }
+    absl::StatusOr<crypto::SpiffeId> peer = state_->PeerIdentity(context);
+    if (!peer.ok()) {
+      return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                          absl::StrCat("admin API needs an admin identity: ",
+                                       peer.status().message()));
+    }
+    if (!state_->IsAdmin(peer->ToString())) {
+      return grpc::Status(
+          grpc::StatusCode::PERMISSION_DENIED,
+          absl::StrCat(peer->ToString(), " is not in the CA's admin_ids"));
+    }
+    *admin = peer->ToString();
+    return grpc::Status::OK;
+  }
+
+  CaState* const state_;
+  const bool over_unix_socket_;
+};
+
+class CaServerImpl final : public CaServer {
+ public:
+  explicit CaServerImpl(std::unique_ptr<CaState> state)
+      : state_(std::move(state)),
+        ca_service_(state_.get()),
+        admin_over_tls_(state_.get(), /*over_unix_socket=*/false),
+        admin_over_socket_(state_.get(), /*over_unix_socket=*/true) {}
+
+  ~CaServerImpl() override { Shutdown(); }
+
+  absl::Status Start() override {
+    const CaConfig& config = state_->config();
+    absl::StatusOr<uint64_t> first = state_->RefreshCrl();
+    if (!first.ok()) {
+      return absl::Status(first.status().code(),
+                          absl::StrCat("cannot sign the initial CRL: ",
+                                       first.status().message()));
+    }
+
+    // The CA's own serving certificate, from its own intermediate.
+    absl::StatusOr<grpc::SslServerCredentialsOptions::PemKeyCertPair> pair =
+        MakeServingCertificate();
+    if (!pair.ok()) return pair.status();
+    grpc::SslServerCredentialsOptions tls_options(
+        GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_BUT_DONT_VERIFY);
+    tls_options.pem_key_cert_pairs.push_back(*pair);
+
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort(
+        config.listen(), grpc::SslServerCredentials(tls_options), &grpc_port_);
+    builder.SetMaxReceiveMessageSize(
+        static_cast<int>(config.max_request_bytes()));
+    builder.RegisterService(&ca_service_);
+    builder.RegisterService(&admin_over_tls_);
+    server_ = builder.BuildAndStart();
+    if (server_ == nullptr || grpc_port_ == 0) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot listen on ", config.listen(),
+                       " (address in use or not local?)"));
+    }
+
+    // The admin socket: guarded by the data directory (0700) and the
+    // socket's own mode (0600).
+    socket_path_ = util::JoinPath(config.data_dir(), kAdminSocketFile);
+    unlink(socket_path_.c_str());
+    grpc::ServerBuilder admin_builder;
+    admin_builder.AddListeningPort(absl::StrCat("unix:", socket_path_),
+                                   grpc::InsecureServerCredentials());
+    admin_builder.RegisterService(&admin_over_socket_);
+    admin_server_ = admin_builder.BuildAndStart();
+    if (admin_server_ == nullptr) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot listen on admin socket ", socket_path_));
+    }
+    chmod(socket_path_.c_str(), 0600);
+
+    absl::StatusOr<std::unique_ptr<util::AdminHttpServer>> http =
+        util::AdminHttpServer::Create(config.admin_http_listen(), nullptr);
+    if (!http.ok()) return http.status();
+    http_ = std::move(*http);
+    util::RegisterStandardHandlers(http_.get(), &state_->metrics(),
+                                   [this] { return ready_.load(); });
+    if (absl::Status s = http_->Start(); !s.ok()) return s;
+
+    crl_thread_ = std::thread([this] { RefreshCrlLoop(); });
+    ready_ = true;
+    util::LogLine("info", "ca_started")
+        .Add("listen", config.listen())
+        .Add("grpc_port", grpc_port_)
+        .Add("admin_socket", socket_path_)
+        .Add("http_listen", config.admin_http_listen())
+        .Add("trust_domain", config.trust_domain())
+        .Emit();
+    return absl::OkStatus();
+  }
+
+  void Shutdown() override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (shut_down_) return;
+      shut_down_ = true;
+    }
+    ready_ = false;
+    stop_.Notify();
+    if (crl_thread_.joinable()) crl_thread_.join();
+    const auto deadline =
+        std::chrono::system_clock::now() + std::chrono::seconds(5);
+    if (server_ != nullptr) server_->Shutdown(deadline);
+    if (admin_server_ != nullptr) admin_server_->Shutdown(deadline);
+    if (http_ != nullptr) http_->Stop();
+    if (!socket_path_.empty()) unlink(socket_path_.c_str());
+  }
+
+  int grpc_port() const override { return grpc_port_; }
+  int http_port() const override { return http_ ? http_->port() : 0; }
+  std::string admin_socket_path() const override { return socket_path_; }
+
+ private:
+  absl::StatusOr<grpc::SslServerCredentialsOptions::PemKeyCertPair>
+  MakeServingCertificate() {
+    const CaConfig& config = state_->config();
+    absl::StatusOr<crypto::EvpPkeyPtr> key = crypto::GenerateEcP256Key();
+    if (!key.ok()) return key.status();
+    absl::StatusOr<crypto::SpiffeId> id = crypto::SpiffeId::ForServiceAccount(
+        config.trust_domain(), "meshguard-system", "meshguard-ca");
+    if (!id.ok()) return id.status();
+    crypto::LeafRequest request;
+    request.public_key = key->get();
+    request.spiffe_id = *id;
+    request.ttl = kServingCertTtl;
+    request.now = absl::Now();
+    request.dns_names.assign(config.server_dns_names().begin(),
+                             config.server_dns_names().end());
+    request.dns_names.push_back("localhost");
+    std::string host, port;
+    if (SplitHostPort(config.listen(), &host, &port) && LooksLikeIp(host) &&
+        host != "0.0.0.0" && host != "::") {
+      request.ip_addresses.push_back(host);
+    }
+    request.ip_addresses.push_back("127.0.0.1");
+    absl::StatusOr<crypto::X509Ptr> cert =
+        state_->material().signer->IssueLeaf(request);
+    if (!cert.ok()) return cert.status();
+    absl::StatusOr<std::string> cert_pem =
+        crypto::CertificateToPem(cert->get());
+    if (!cert_pem.ok()) return cert_pem.status();
+    absl::StatusOr<std::string> key_pem = crypto::PrivateKeyToPem(key->get());
+    if (!key_pem.ok()) return key_pem.status();
+    grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+    pair.private_key = *key_pem;
+    pair.cert_chain =
+        absl::StrCat(*cert_pem, state_->material().intermediate_pem);
+    return pair;
+  }
+
+  // Re-signs the CRL at half its validity, so peers never hold a stale one.
+  void RefreshCrlLoop() {
+    const absl::Duration period = ToAbsl(state_->config().crl_validity()) / 2;
+    while (!stop_.WaitForNotificationWithTimeout(period)) {
+      absl::StatusOr<uint64_t> sequence = state_->RefreshCrl();
+      if (!sequence.ok()) {
+        util::LogLine("error", "crl_refresh_failed")
+            .Add("message", sequence.status().ToString())
+            .Emit();
+      }
+    }
+  }
+
+  std::unique_ptr<CaState> state_;
+  CertificateAuthorityImpl ca_service_;
+  CertificateAuthorityAdminImpl admin_over_tls_;
+  CertificateAuthorityAdminImpl admin_over_socket_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<grpc::Server> admin_server_;
+  std::unique_ptr<util::AdminHttpServer> http_;
+  std::string socket_path_;
+  int grpc_port_ = 0;
+  std::atomic<bool> ready_{false};
+  absl::Notification stop_;
+  std::thread crl_thread_;
+  absl::Mutex mu_;
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CaServer>> CaServer::Create(CaConfig config) {
+  ApplyCaDefaults(&config);
+  if (absl::Status s = ValidateCaConfig(config); !s.ok()) return s;
+  absl::StatusOr<CaMaterial> material = LoadCaMaterial(config);
+  if (!material.ok()) return material.status();
+  absl::StatusOr<std::unique_ptr<IssuanceStore>> store =
+      IssuanceStore::Open(config.storage().dsn());
+  if (!store.ok()) return store.status();
+  std::unique_ptr<JwtAuthenticator> jwt;
+  if (config.kubernetes().enabled()) {
+    absl::StatusOr<std::unique_ptr<JwtAuthenticator>> created =
+        JwtAuthenticator::Create(config.kubernetes());
+    if (!created.ok()) {
+      return absl::Status(
+          created.status().code(),
+          absl::StrCat("field kubernetes: ", created.status().message()));
+    }
+    jwt = std::move(*created);
+  }
+  auto state =
+      std::make_unique<CaState>(std::move(config), std::move(*material),
+                                std::move(*store), std::move(jwt));
+  return std::unique_ptr<CaServer>(new CaServerImpl(std::move(state)));
+}
+
+}  // namespace meshguard::ca
