@@ -1,0 +1,131 @@
+#include "identity/crypto/csr.h"
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "identity/crypto/certificate.h"
+#include "identity/crypto/keys.h"
+
+namespace meshguard::crypto {
+namespace {
+
+absl::Status SslError(absl::string_view what) {
+  return absl::InternalError(absl::StrCat(what, ": ", ConsumeSslErrors()));
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> CreateCsrPem(EVP_PKEY* key, const SpiffeId& id) {
+  if (key == nullptr) return absl::InvalidArgumentError("CSR key is null");
+  ERR_clear_error();
+  X509ReqPtr req(X509_REQ_new());
+  if (req == nullptr) return SslError("X509_REQ_new");
+  if (!X509_REQ_set_version(req.get(), 0) ||
+      !X509_REQ_set_pubkey(req.get(), key)) {
+    return SslError("cannot set CSR version and public key");
+  }
+  GeneralNamesPtr names(sk_GENERAL_NAME_new_null());
+  if (names == nullptr) return SslError("sk_GENERAL_NAME_new_null");
+  absl::Status added = AddGeneralName(names.get(), GEN_URI, id.ToString());
+  if (!added.ok()) return added;
+  X509ExtensionPtr san(X509V3_EXT_i2d(NID_subject_alt_name, 0, names.get()));
+  ExtensionStackPtr extensions(sk_X509_EXTENSION_new_null());
+  if (san == nullptr || extensions == nullptr ||
+      !sk_X509_EXTENSION_push(extensions.get(), san.get())) {
+    return SslError("cannot build the CSR's subjectAltName extension");
+  }
+  san.release();  // Now owned by `extensions`.
+  if (!X509_REQ_add_extensions(req.get(), extensions.get())) {
+    return SslError("X509_REQ_add_extensions");
+  }
+  if (X509_REQ_sign(req.get(), key, EVP_sha256()) <= 0) {
+    return SslError(
+        absl::StrCat("cannot sign CSR with ", DescribeKey(key), " key"));
+  }
+  BioPtr bio(BIO_new(BIO_s_mem()));
+  if (bio == nullptr || !PEM_write_bio_X509_REQ(bio.get(), req.get())) {
+    return SslError("PEM_write_bio_X509_REQ");
+  }
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio.get(), &data);
+  if (len <= 0 || data == nullptr) return SslError("BIO_get_mem_data");
+  return std::string(data, static_cast<size_t>(len));
+}
+
+absl::StatusOr<Csr> Csr::ParsePem(absl::string_view pem) {
+  absl::StatusOr<std::vector<PemBlock>> blocks =
+      ReadPemBlocks(pem, "CSR PEM", kMaxCsrPemBytes);
+  if (!blocks.ok()) return blocks.status();
+  if (blocks->size() != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "CSR PEM has ", blocks->size(), " PEM blocks; expected exactly one"));
+  }
+  const PemBlock& block = blocks->front();
+  if (block.type != "CERTIFICATE REQUEST" &&
+      block.type != "NEW CERTIFICATE REQUEST") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("CSR PEM holds a \"", block.type,
+                     "\" block, not \"CERTIFICATE REQUEST\""));
+  }
+  ERR_clear_error();
+  const unsigned char* p =
+      reinterpret_cast<const unsigned char*>(block.der.data());
+  const unsigned char* end = p + block.der.size();
+  X509ReqPtr req(
+      d2i_X509_REQ(nullptr, &p, static_cast<long>(block.der.size())));
+  if (req == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot parse CSR DER: ", ConsumeSslErrors()));
+  }
+  if (p != end) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "CSR DER has ", end - p, " trailing bytes after the request"));
+  }
+  EvpPkeyPtr public_key(X509_REQ_get_pubkey(req.get()));
+  if (public_key == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("CSR public key cannot be decoded: ", ConsumeSslErrors()));
+  }
+  return Csr(std::move(req), std::move(public_key));
+}
+
+absl::Status Csr::CheckSignature() const {
+  ERR_clear_error();
+  if (X509_REQ_verify(req_.get(), public_key_.get()) != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "CSR signature does not verify with its ",
+        DescribeKey(public_key_.get()), " public key: ", ConsumeSslErrors()));
+  }
+  return absl::OkStatus();
+}
+
+std::vector<std::string> Csr::SansOfType(int type) const {
+  std::vector<std::string> out;
+  ExtensionStackPtr extensions(X509_REQ_get_extensions(req_.get()));
+  ERR_clear_error();
+  if (extensions == nullptr) return out;
+  const int count = static_cast<int>(sk_X509_EXTENSION_num(extensions.get()));
+  for (int i = 0; i < count; ++i) {
+    X509_EXTENSION* ext = sk_X509_EXTENSION_value(extensions.get(), i);
+    if (OBJ_obj2nid(X509_EXTENSION_get_object(ext)) != NID_subject_alt_name) {
+      continue;
+    }
+    GeneralNamesPtr names(static_cast<GENERAL_NAMES*>(X509V3_EXT_d2i(ext)));
+    ERR_clear_error();
+    std::vector<std::string> found = GeneralNameStrings(names.get(), type);
+    out.insert(out.end(), found.begin(), found.end());
+  }
+  return out;
+}
+
+std::vector<std::string> Csr::UriSans() const { return SansOfType(GEN_URI); }
+
+std::vector<std::string> Csr::DnsSans() const { return SansOfType(GEN_DNS); }
+
+}  // namespace meshguard::crypto

@@ -1,0 +1,163 @@
+#include "sidecar/config/sidecar_config.h"
+
+#include <thread>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/util/time_util.h"
+#include "identity/crypto/spiffe_id.h"
+
+namespace meshguard::sidecar {
+namespace {
+
+using ::google::protobuf::util::TimeUtil;
+using ::meshguard::config::v1::SidecarConfig;
+
+void DefaultDuration(google::protobuf::Duration* d, absl::Duration value) {
+  if (d->seconds() == 0 && d->nanos() == 0) {
+    *d = TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(value));
+  }
+}
+
+absl::Status Field(absl::string_view field, absl::string_view problem) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("config field ", field, ": ", problem));
+}
+
+// host:port with a numeric port in 0..65535 (0 only where allowed).
+absl::Status CheckAddress(absl::string_view field, const std::string& address,
+                          bool allow_port_zero) {
+  size_t colon = address.rfind(':');
+  if (colon == std::string::npos || colon == 0) {
+    return Field(field, absl::StrCat("\"", address, "\" is not host:port"));
+  }
+  int port = 0;
+  if (!absl::SimpleAtoi(address.substr(colon + 1), &port) || port < 0 ||
+      port > 65535 || (port == 0 && !allow_port_zero)) {
+    return Field(field, absl::StrCat("\"", address, "\" has no valid port"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Duration ToAbsl(const google::protobuf::Duration& d) {
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+void ApplySidecarDefaults(SidecarConfig* config) {
+  if (config->trust_domain().empty()) {
+    config->set_trust_domain(std::string(crypto::kDefaultTrustDomain));
+  }
+  auto* ca = config->mutable_ca();
+  if (ca->address().empty()) ca->set_address("127.0.0.1:15012");
+  if (ca->server_name().empty()) ca->set_server_name("meshguard-ca");
+  auto* listeners = config->mutable_listeners();
+  if (listeners->outbound().empty()) listeners->set_outbound("127.0.0.1:15001");
+  if (listeners->inbound().empty()) listeners->set_inbound("0.0.0.0:15006");
+  if (listeners->admin().empty()) listeners->set_admin("127.0.0.1:15000");
+  if (config->app_address().empty()) config->set_app_address("127.0.0.1:8080");
+  if (config->workers() == 0) {
+    unsigned n = std::thread::hardware_concurrency();
+    config->set_workers(n == 0 ? 1 : n);
+  }
+  auto* timeouts = config->mutable_timeouts();
+  DefaultDuration(timeouts->mutable_connect(), absl::Seconds(5));
+  DefaultDuration(timeouts->mutable_idle(), absl::Seconds(300));
+  DefaultDuration(timeouts->mutable_drain(), absl::Seconds(15));
+  auto* rotation = config->mutable_rotation();
+  if (rotation->renew_fraction() == 0) rotation->set_renew_fraction(0.5);
+  if (rotation->jitter_fraction() == 0) rotation->set_jitter_fraction(0.1);
+  DefaultDuration(rotation->mutable_initial_backoff(), absl::Seconds(1));
+  DefaultDuration(rotation->mutable_max_backoff(), absl::Seconds(60));
+  auto* log = config->mutable_access_log();
+  if (log->path().empty()) log->set_path("stdout");
+  if (log->sample_rate() == 0) log->set_sample_rate(1.0);
+  auto* metrics = config->mutable_metrics();
+  if (metrics->max_principals() == 0) metrics->set_max_principals(100);
+  if (metrics->max_methods() == 0) metrics->set_max_methods(100);
+}
+
+absl::Status ValidateSidecarConfig(const SidecarConfig& config) {
+  if (absl::Status s =
+          crypto::SpiffeId::ValidateTrustDomain(config.trust_domain());
+      !s.ok()) {
+    return Field("trust_domain", s.message());
+  }
+  if (config.ca().ca_bundle_file().empty()) {
+    return Field("ca.ca_bundle_file",
+                 "required (--ca-bundle): the roots that authenticate the CA");
+  }
+  if (config.ca().token_file().empty() == config.ca().join_token().empty()) {
+    return Field("ca.token_file / ca.join_token",
+                 "exactly one bootstrap credential is required "
+                 "(--token-file or --join-token)");
+  }
+  if (absl::Status s = CheckAddress("ca.address", config.ca().address(), false);
+      !s.ok()) {
+    return s;
+  }
+  for (const auto& [field, address] :
+       {std::pair<const char*, const std::string&>{
+            "listeners.outbound", config.listeners().outbound()},
+        {"listeners.inbound", config.listeners().inbound()},
+        {"listeners.admin", config.listeners().admin()}}) {
+    if (absl::Status s = CheckAddress(field, address, true); !s.ok()) return s;
+  }
+  if (absl::Status s = CheckAddress("app_address", config.app_address(), false);
+      !s.ok()) {
+    return s;
+  }
+  if (config.workers() > 256) return Field("workers", "at most 256");
+  absl::flat_hash_set<std::string> authorities;
+  for (int i = 0; i < config.routes_size(); ++i) {
+    const auto& route = config.routes(i);
+    std::string field = absl::StrCat("routes[", i, "]");
+    if (route.authority().empty()) {
+      return Field(absl::StrCat(field, ".authority"), "required");
+    }
+    if (!authorities.insert(route.authority()).second) {
+      return Field(absl::StrCat(field, ".authority"),
+                   absl::StrCat("\"", route.authority(), "\" appears twice"));
+    }
+    if (absl::Status s = CheckAddress(absl::StrCat(field, ".upstream"),
+                                      route.upstream(), false);
+        !s.ok()) {
+      return s;
+    }
+    if (!route.spiffe_id().empty()) {
+      absl::StatusOr<crypto::SpiffeId> id =
+          crypto::SpiffeId::Parse(route.spiffe_id());
+      if (!id.ok()) {
+        return Field(absl::StrCat(field, ".spiffe_id"), id.status().message());
+      }
+    }
+  }
+  const auto& rotation = config.rotation();
+  if (rotation.renew_fraction() <= 0 || rotation.renew_fraction() >= 1) {
+    return Field("rotation.renew_fraction", "must be in (0, 1)");
+  }
+  if (rotation.jitter_fraction() < 0 || rotation.jitter_fraction() >= 0.5) {
+    return Field("rotation.jitter_fraction", "must be in [0, 0.5)");
+  }
+  if (ToAbsl(rotation.max_backoff()) < ToAbsl(rotation.initial_backoff())) {
+    return Field("rotation.max_backoff", "must be at least initial_backoff");
+  }
+  if (config.access_log().sample_rate() < 0 ||
+      config.access_log().sample_rate() > 1) {
+    return Field("access_log.sample_rate", "must be in [0, 1]");
+  }
+  for (const auto& [field, d] :
+       {std::pair<const char*, const google::protobuf::Duration&>{
+            "timeouts.connect", config.timeouts().connect()},
+        {"timeouts.idle", config.timeouts().idle()},
+        {"timeouts.drain", config.timeouts().drain()}}) {
+    if (ToAbsl(d) <= absl::ZeroDuration()) {
+      return Field(field, "must be positive");
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace meshguard::sidecar

@@ -1,0 +1,244 @@
+#include "identity/crypto/csr.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <openssl/pem.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "identity/crypto/certificate.h"
+#include "identity/crypto/keys.h"
+#include "identity/crypto/spiffe_id.h"
+#include "identity/crypto/ssl_ptr.h"
+
+namespace meshguard::crypto {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+constexpr absl::string_view kId = "spiffe://cluster.local/ns/shop/sa/frontend";
+
+SpiffeId Id(absl::string_view id = kId) { return SpiffeId::Parse(id).value(); }
+
+EvpPkeyPtr P256() { return GenerateEcP256Key().value(); }
+
+EvpPkeyPtr GenerateEc(int nid) {
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_id(EVP_PKEY_EC, nullptr));
+  EVP_PKEY* raw = nullptr;
+  if (ctx == nullptr || EVP_PKEY_keygen_init(ctx.get()) <= 0 ||
+      EVP_PKEY_CTX_set_ec_paramgen_curve_nid(ctx.get(), nid) <= 0 ||
+      EVP_PKEY_keygen(ctx.get(), &raw) <= 0) {
+    return nullptr;
+  }
+  return EvpPkeyPtr(raw);
+}
+
+EvpPkeyPtr GenerateRsa(int bits) {
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_id(EVP_PKEY_RSA, nullptr));
+  EVP_PKEY* raw = nullptr;
+  if (ctx == nullptr || EVP_PKEY_keygen_init(ctx.get()) <= 0 ||
+      EVP_PKEY_CTX_set_rsa_keygen_bits(ctx.get(), bits) <= 0 ||
+      EVP_PKEY_keygen(ctx.get(), &raw) <= 0) {
+    return nullptr;
+  }
+  return EvpPkeyPtr(raw);
+}
+
+std::string ValidCsrPem() {
+  EvpPkeyPtr key = P256();
+  return CreateCsrPem(key.get(), Id()).value();
+}
+
+std::string DerOf(const std::string& pem) {
+  return ReadPemBlocks(pem, "test").value().front().der;
+}
+
+// A CSR with arbitrary URI SANs, built with raw OpenSSL calls, as a
+// misbehaving client would.
+std::string CsrWithUris(EVP_PKEY* key, const std::vector<std::string>& uris) {
+  X509ReqPtr req(X509_REQ_new());
+  X509_REQ_set_version(req.get(), 0);
+  X509_REQ_set_pubkey(req.get(), key);
+  GeneralNamesPtr names(sk_GENERAL_NAME_new_null());
+  for (const std::string& uri : uris) {
+    EXPECT_TRUE(AddGeneralName(names.get(), GEN_URI, uri).ok());
+  }
+  X509ExtensionPtr san(X509V3_EXT_i2d(NID_subject_alt_name, 0, names.get()));
+  ExtensionStackPtr exts(sk_X509_EXTENSION_new_null());
+  sk_X509_EXTENSION_push(exts.get(), san.release());
+  X509_REQ_add_extensions(req.get(), exts.get());
+  EXPECT_GT(X509_REQ_sign(req.get(), key, EVP_sha256()), 0);
+  BioPtr bio(BIO_new(BIO_s_mem()));
+  PEM_write_bio_X509_REQ(bio.get(), req.get());
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, len);
+}
+
+// --- Bad input first -------------------------------------------------------
+
+struct BadCsrCase {
+  std::string name;
+  std::string pem;
+  std::string reason;
+};
+
+std::vector<BadCsrCase> BadCsrs() {
+  const std::string good = ValidCsrPem();
+  const std::string der = DerOf(good);
+  return {
+      {"empty", "", "CSR PEM is empty"},
+      {"garbage", "GET / HTTP/1.1\r\n\r\n", "no PEM block"},
+      {"truncated", good.substr(0, good.size() / 2), "truncated or malformed"},
+      {"oversized",
+       absl::StrCat(std::string(kMaxCsrPemBytes, '#'), "\n", good),
+       "too large"},
+      {"two_blocks", good + good, "2 PEM blocks; expected exactly one"},
+      {"certificate_block", WritePemBlock("CERTIFICATE", der).value(),
+       "not \"CERTIFICATE REQUEST\""},
+      {"bad_der", WritePemBlock("CERTIFICATE REQUEST", "\x30\x03junk").value(),
+       "cannot parse CSR DER"},
+      {"truncated_der",
+       WritePemBlock("CERTIFICATE REQUEST", der.substr(0, der.size() - 10))
+           .value(),
+       "cannot parse CSR DER"},
+      {"trailing_der", WritePemBlock("CERTIFICATE REQUEST", der + "xx").value(),
+       "trailing bytes"},
+  };
+}
+
+class BadCsrTest : public ::testing::TestWithParam<BadCsrCase> {};
+
+TEST_P(BadCsrTest, RefusedWithReason) {
+  const BadCsrCase& c = GetParam();
+  absl::StatusOr<Csr> csr = Csr::ParsePem(c.pem);
+  ASSERT_FALSE(csr.ok());
+  EXPECT_EQ(csr.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(csr.status().message()), HasSubstr(c.reason));
+}
+
+INSTANTIATE_TEST_SUITE_P(Pem, BadCsrTest, ::testing::ValuesIn(BadCsrs()),
+                         [](const auto& info) { return info.param.name; });
+
+TEST(CsrTest, SizeLimitIsInclusive) {
+  std::string good = ValidCsrPem();
+  std::string padded =
+      std::string(kMaxCsrPemBytes - good.size() - 1, '#') + "\n";
+  EXPECT_TRUE(Csr::ParsePem(padded + good).ok());
+}
+
+TEST(CsrTest, TamperedSignatureIsRefused) {
+  std::string der = DerOf(ValidCsrPem());
+  // The signature BIT STRING ends the DER; its last byte is the low byte of
+  // the ECDSA `s` value, so flipping it keeps the DER well-formed.
+  der.back() ^= 0x01;
+  absl::StatusOr<Csr> csr =
+      Csr::ParsePem(WritePemBlock("CERTIFICATE REQUEST", der).value());
+  ASSERT_TRUE(csr.ok()) << csr.status();
+  absl::Status s = csr->CheckSignature();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("CSR signature does not verify"));
+}
+
+TEST(CsrTest, TamperedContentIsRefused) {
+  std::string der = DerOf(ValidCsrPem());
+  size_t at = der.find("frontend");
+  ASSERT_NE(at, std::string::npos);
+  der[at] = 'F';  // The signed SAN now says "Frontend".
+  absl::StatusOr<Csr> csr =
+      Csr::ParsePem(WritePemBlock("CERTIFICATE REQUEST", der).value());
+  ASSERT_TRUE(csr.ok()) << csr.status();
+  EXPECT_FALSE(csr->CheckSignature().ok());
+}
+
+TEST(CsrTest, TwoUriSansAreBothReported) {
+  EvpPkeyPtr key = P256();
+  absl::StatusOr<Csr> csr = Csr::ParsePem(CsrWithUris(
+      key.get(), {std::string(kId), "spiffe://cluster.local/ns/x/sa/admin"}));
+  ASSERT_TRUE(csr.ok()) << csr.status();
+  EXPECT_TRUE(csr->CheckSignature().ok());
+  EXPECT_THAT(csr->UriSans(),
+              ElementsAre(std::string(kId),
+                          "spiffe://cluster.local/ns/x/sa/admin"));
+}
+
+TEST(CsrTest, NoSanMeansNoUris) {
+  EvpPkeyPtr key = P256();
+  absl::StatusOr<Csr> csr = Csr::ParsePem(CsrWithUris(key.get(), {}));
+  ASSERT_TRUE(csr.ok()) << csr.status();
+  EXPECT_THAT(csr->UriSans(), IsEmpty());
+}
+
+struct WeakKeyCase {
+  std::string name;
+  int kind;  // 0: P-384, 1: RSA 1024
+  std::string reason;
+};
+
+class WeakKeyCsrTest : public ::testing::TestWithParam<WeakKeyCase> {};
+
+TEST_P(WeakKeyCsrTest, ParsesButKeyPolicyRefuses) {
+  const WeakKeyCase& c = GetParam();
+  EvpPkeyPtr key = c.kind == 0 ? GenerateEc(NID_secp384r1) : GenerateRsa(1024);
+  ASSERT_NE(key, nullptr);
+  absl::StatusOr<std::string> pem = CreateCsrPem(key.get(), Id());
+  ASSERT_TRUE(pem.ok()) << pem.status();
+  absl::StatusOr<Csr> csr = Csr::ParsePem(*pem);
+  ASSERT_TRUE(csr.ok()) << csr.status();
+  EXPECT_TRUE(csr->CheckSignature().ok());
+  absl::Status s = CheckIssuableKey(csr->public_key());
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), HasSubstr(c.reason));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Keys, WeakKeyCsrTest,
+    ::testing::Values(WeakKeyCase{"p384", 0, "ECDSA P-384 is not accepted"},
+                      WeakKeyCase{"rsa1024", 1, "RSA 1024 is not accepted"}),
+    [](const auto& info) { return info.param.name; });
+
+TEST(CreateCsrPemTest, RefusesNullKey) {
+  EXPECT_EQ(CreateCsrPem(nullptr, Id()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+// --- The good case ----------------------------------------------------------
+
+class CsrRoundTripTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(CsrRoundTripTest, CarriesIdKeyAndSha256) {
+  EvpPkeyPtr key = GetParam() == 0 ? P256() : GenerateRsa(2048);
+  ASSERT_NE(key, nullptr);
+  absl::StatusOr<std::string> pem = CreateCsrPem(key.get(), Id());
+  ASSERT_TRUE(pem.ok()) << pem.status();
+  absl::StatusOr<Csr> csr = Csr::ParsePem(*pem);
+  ASSERT_TRUE(csr.ok()) << csr.status();
+  EXPECT_TRUE(csr->CheckSignature().ok());
+  EXPECT_THAT(csr->UriSans(), ElementsAre(std::string(kId)));
+  EXPECT_THAT(csr->DnsSans(), IsEmpty());
+  EXPECT_TRUE(PublicKeysEqual(csr->public_key(), key.get()));
+  EXPECT_TRUE(CheckIssuableKey(csr->public_key()).ok());
+  EXPECT_EQ(X509_NAME_entry_count(X509_REQ_get_subject_name(csr->req())), 0);
+  const ASN1_BIT_STRING* sig = nullptr;
+  const X509_ALGOR* alg = nullptr;
+  X509_REQ_get0_signature(csr->req(), &sig, &alg);
+  ASSERT_NE(alg, nullptr);
+  const ASN1_OBJECT* oid = nullptr;
+  X509_ALGOR_get0(&oid, nullptr, nullptr, alg);
+  int nid = OBJ_obj2nid(oid);
+  EXPECT_TRUE(nid == NID_ecdsa_with_SHA256 || nid == NID_sha256WithRSAEncryption)
+      << OBJ_nid2sn(nid);
+
+  Csr moved = *std::move(csr);
+  EXPECT_THAT(moved.UriSans(), ElementsAre(std::string(kId)));
+}
+
+INSTANTIATE_TEST_SUITE_P(Keys, CsrRoundTripTest, ::testing::Values(0, 1));
+
+}  // namespace
+}  // namespace meshguard::crypto

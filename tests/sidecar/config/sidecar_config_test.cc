@@ -1,0 +1,149 @@
+#include "sidecar/config/sidecar_config.h"
+
+#include <functional>
+#include <string>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace meshguard::sidecar {
+namespace {
+
+using ::meshguard::config::v1::SidecarConfig;
+using ::testing::HasSubstr;
+
+SidecarConfig Valid() {
+  SidecarConfig c;
+  c.mutable_ca()->set_ca_bundle_file("/etc/meshguard/bundle.pem");
+  c.mutable_ca()->set_join_token("mgjt_x");
+  ApplySidecarDefaults(&c);
+  return c;
+}
+
+TEST(SidecarConfigTest, DefaultsMatchTheDocumentation) {
+  SidecarConfig c = Valid();
+  EXPECT_EQ(c.trust_domain(), "cluster.local");
+  EXPECT_EQ(c.ca().address(), "127.0.0.1:15012");
+  EXPECT_EQ(c.listeners().outbound(), "127.0.0.1:15001");
+  EXPECT_EQ(c.listeners().inbound(), "0.0.0.0:15006");
+  EXPECT_EQ(c.listeners().admin(), "127.0.0.1:15000");
+  EXPECT_EQ(c.app_address(), "127.0.0.1:8080");
+  EXPECT_GE(c.workers(), 1u);
+  EXPECT_EQ(ToAbsl(c.timeouts().connect()), absl::Seconds(5));
+  EXPECT_EQ(ToAbsl(c.timeouts().drain()), absl::Seconds(15));
+  EXPECT_DOUBLE_EQ(c.rotation().renew_fraction(), 0.5);
+  EXPECT_EQ(c.access_log().path(), "stdout");
+  EXPECT_TRUE(ValidateSidecarConfig(c).ok()) << ValidateSidecarConfig(c);
+}
+
+TEST(SidecarConfigTest, DefaultsKeepExplicitValues) {
+  SidecarConfig c;
+  c.mutable_listeners()->set_inbound("127.0.0.1:9999");
+  c.set_workers(3);
+  ApplySidecarDefaults(&c);
+  EXPECT_EQ(c.listeners().inbound(), "127.0.0.1:9999");
+  EXPECT_EQ(c.workers(), 3u);
+}
+
+struct BadCase {
+  const char* name;
+  std::function<void(SidecarConfig*)> mutate;
+  const char* field;
+};
+
+class SidecarConfigBadTest : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(SidecarConfigBadTest, NamesTheField) {
+  SidecarConfig c = Valid();
+  GetParam().mutate(&c);
+  absl::Status s = ValidateSidecarConfig(c);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), HasSubstr(GetParam().field));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Fields, SidecarConfigBadTest,
+    ::testing::Values(
+        BadCase{"bad_trust_domain",
+                [](SidecarConfig* c) { c->set_trust_domain("Bad:TD"); },
+                "trust_domain"},
+        BadCase{"no_bundle",
+                [](SidecarConfig* c) { c->mutable_ca()->clear_ca_bundle_file(); },
+                "ca.ca_bundle_file"},
+        BadCase{"no_credential",
+                [](SidecarConfig* c) { c->mutable_ca()->clear_join_token(); },
+                "bootstrap credential"},
+        BadCase{"two_credentials",
+                [](SidecarConfig* c) {
+                  c->mutable_ca()->set_token_file("/var/run/token");
+                },
+                "bootstrap credential"},
+        BadCase{"inbound_not_host_port",
+                [](SidecarConfig* c) {
+                  c->mutable_listeners()->set_inbound("15006");
+                },
+                "listeners.inbound"},
+        BadCase{"app_port_zero",
+                [](SidecarConfig* c) { c->set_app_address("127.0.0.1:0"); },
+                "app_address"},
+        BadCase{"port_too_big",
+                [](SidecarConfig* c) {
+                  c->mutable_listeners()->set_admin("127.0.0.1:70000");
+                },
+                "listeners.admin"},
+        BadCase{"route_without_authority",
+                [](SidecarConfig* c) {
+                  c->add_routes()->set_upstream("127.0.0.1:15006");
+                },
+                "routes[0].authority"},
+        BadCase{"route_bad_upstream",
+                [](SidecarConfig* c) {
+                  auto* r = c->add_routes();
+                  r->set_authority("orders");
+                  r->set_upstream("orders");
+                },
+                "routes[0].upstream"},
+        BadCase{"route_bad_spiffe_id",
+                [](SidecarConfig* c) {
+                  auto* r = c->add_routes();
+                  r->set_authority("orders");
+                  r->set_upstream("127.0.0.1:1");
+                  r->set_spiffe_id("https://x/y");
+                },
+                "routes[0].spiffe_id"},
+        BadCase{"duplicate_route",
+                [](SidecarConfig* c) {
+                  for (int i = 0; i < 2; ++i) {
+                    auto* r = c->add_routes();
+                    r->set_authority("orders");
+                    r->set_upstream("127.0.0.1:1");
+                  }
+                },
+                "routes[1].authority"},
+        BadCase{"renew_fraction_one",
+                [](SidecarConfig* c) {
+                  c->mutable_rotation()->set_renew_fraction(1.0);
+                },
+                "rotation.renew_fraction"},
+        BadCase{"jitter_too_big",
+                [](SidecarConfig* c) {
+                  c->mutable_rotation()->set_jitter_fraction(0.6);
+                },
+                "rotation.jitter_fraction"},
+        BadCase{"sample_rate",
+                [](SidecarConfig* c) {
+                  c->mutable_access_log()->set_sample_rate(2);
+                },
+                "access_log.sample_rate"},
+        BadCase{"negative_timeout",
+                [](SidecarConfig* c) {
+                  c->mutable_timeouts()->mutable_connect()->set_seconds(-1);
+                },
+                "timeouts.connect"},
+        BadCase{"too_many_workers",
+                [](SidecarConfig* c) { c->set_workers(1000); }, "workers"}),
+    [](const auto& info) { return info.param.name; });
+
+}  // namespace
+}  // namespace meshguard::sidecar
