@@ -63,7 +63,10 @@ void Reply(evhttp_request* req, const HttpResponse& response,
   evhttp_add_header(headers, "Content-Type", response.content_type.c_str());
   if (!allow.empty()) evhttp_add_header(headers, "Allow", allow.c_str());
   evbuffer* body = evbuffer_new();
-  evbuffer_add(body, response.body.data(), response.body.size());
+  // evhttp writes whatever body it is given, even for HEAD.
+  if (evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
+    evbuffer_add(body, response.body.data(), response.body.size());
+  }
   // A null reason makes evhttp use the standard phrase for the code.
   evhttp_send_reply(req, response.status, nullptr, body);
   evbuffer_free(body);
