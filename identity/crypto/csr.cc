@@ -19,9 +19,8 @@ absl::Status SslError(absl::string_view what) {
   return absl::InternalError(absl::StrCat(what, ": ", ConsumeSslErrors()));
 }
 
-}  // namespace
-
-absl::StatusOr<std::string> CreateCsrPem(EVP_PKEY* key, const SpiffeId& id) {
+// `id` null: no subjectAltName at all.
+absl::StatusOr<std::string> BuildCsrPem(EVP_PKEY* key, const SpiffeId* id) {
   if (key == nullptr) return absl::InvalidArgumentError("CSR key is null");
   ERR_clear_error();
   X509ReqPtr req(X509_REQ_new());
@@ -30,19 +29,21 @@ absl::StatusOr<std::string> CreateCsrPem(EVP_PKEY* key, const SpiffeId& id) {
       !X509_REQ_set_pubkey(req.get(), key)) {
     return SslError("cannot set CSR version and public key");
   }
-  GeneralNamesPtr names(sk_GENERAL_NAME_new_null());
-  if (names == nullptr) return SslError("sk_GENERAL_NAME_new_null");
-  absl::Status added = AddGeneralName(names.get(), GEN_URI, id.ToString());
-  if (!added.ok()) return added;
-  X509ExtensionPtr san(X509V3_EXT_i2d(NID_subject_alt_name, 0, names.get()));
-  ExtensionStackPtr extensions(sk_X509_EXTENSION_new_null());
-  if (san == nullptr || extensions == nullptr ||
-      !sk_X509_EXTENSION_push(extensions.get(), san.get())) {
-    return SslError("cannot build the CSR's subjectAltName extension");
-  }
-  san.release();  // Now owned by `extensions`.
-  if (!X509_REQ_add_extensions(req.get(), extensions.get())) {
-    return SslError("X509_REQ_add_extensions");
+  if (id != nullptr) {
+    GeneralNamesPtr names(sk_GENERAL_NAME_new_null());
+    if (names == nullptr) return SslError("sk_GENERAL_NAME_new_null");
+    absl::Status added = AddGeneralName(names.get(), GEN_URI, id->ToString());
+    if (!added.ok()) return added;
+    X509ExtensionPtr san(X509V3_EXT_i2d(NID_subject_alt_name, 0, names.get()));
+    ExtensionStackPtr extensions(sk_X509_EXTENSION_new_null());
+    if (san == nullptr || extensions == nullptr ||
+        !sk_X509_EXTENSION_push(extensions.get(), san.get())) {
+      return SslError("cannot build the CSR's subjectAltName extension");
+    }
+    san.release();  // Now owned by `extensions`.
+    if (!X509_REQ_add_extensions(req.get(), extensions.get())) {
+      return SslError("X509_REQ_add_extensions");
+    }
   }
   if (X509_REQ_sign(req.get(), key, EVP_sha256()) <= 0) {
     return SslError(
@@ -56,6 +57,16 @@ absl::StatusOr<std::string> CreateCsrPem(EVP_PKEY* key, const SpiffeId& id) {
   long len = BIO_get_mem_data(bio.get(), &data);
   if (len <= 0 || data == nullptr) return SslError("BIO_get_mem_data");
   return std::string(data, static_cast<size_t>(len));
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> CreateCsrPem(EVP_PKEY* key, const SpiffeId& id) {
+  return BuildCsrPem(key, &id);
+}
+
+absl::StatusOr<std::string> CreateCsrPemWithoutIdentity(EVP_PKEY* key) {
+  return BuildCsrPem(key, nullptr);
 }
 
 absl::StatusOr<Csr> Csr::ParsePem(absl::string_view pem) {

@@ -6,9 +6,9 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_replace.h"
 
 namespace meshguard::crypto {
 namespace {
@@ -68,7 +68,9 @@ std::string SerialHex(X509* x) {
   BignumPtr bn(ASN1_INTEGER_to_BN(X509_get_serialNumber(x), nullptr));
   if (bn == nullptr) return "?";
   OpensslString hex(BN_bn2hex(bn.get()));
-  return hex == nullptr ? "?" : absl::StrCat("0x", hex.get());
+  if (hex == nullptr) return "?";
+  // Upper case: the libraries disagree on BN_bn2hex's case.
+  return absl::StrCat("0x", absl::AsciiStrToUpper(hex.get()));
 }
 
 absl::Status Unauthenticated(absl::string_view step, absl::string_view what) {
@@ -202,6 +204,15 @@ absl::Status CheckCertificate(X509* x, bool check_signature_algorithm) {
   if ((X509_get_extension_flags(x) & EXFLAG_INVALID) != 0) {
     return absl::InvalidArgumentError("certificate has a malformed extension");
   }
+  // RFC 5280 4.2.1.3. OpenSSL 3 refuses this in strict mode and BoringSSL
+  // does not, so the rule is ours.
+  uint32_t flags = X509_get_extension_flags(x);
+  if ((flags & EXFLAG_KUSAGE) != 0 &&
+      (X509_get_key_usage(x) & KU_KEY_CERT_SIGN) != 0 &&
+      (flags & EXFLAG_CA) == 0) {
+    return absl::InvalidArgumentError(
+        "keyUsage keyCertSign without basicConstraints cA=true");
+  }
   for (int i = 0; i < X509_get_ext_count(x); ++i) {
     X509_EXTENSION* ext = X509_get_ext(x, i);
     if (X509_EXTENSION_get_critical(ext) && !X509_supported_extension(ext)) {
@@ -216,18 +227,21 @@ absl::Status CheckCertificate(X509* x, bool check_signature_algorithm) {
   return absl::OkStatus();
 }
 
-// What is wrong with `x` as an issuer; OK if nothing.
-absl::Status CheckIssuer(X509* x) {
+// What is wrong with `x` as an issuer; OK if nothing. `role` starts the
+// message ("issuer", "intermediate", "root").
+absl::Status CheckIssuer(X509* x, absl::string_view role) {
   uint32_t flags = X509_get_extension_flags(x);
   if ((flags & EXFLAG_CA) == 0) {
     return absl::InvalidArgumentError(
-        "issuer is not a CA (basicConstraints cA=true missing)");
+        absl::StrCat(role, " is not a CA (basicConstraints cA=true missing)"));
   }
   if ((flags & EXFLAG_KUSAGE) == 0) {
-    return absl::InvalidArgumentError("issuer has no keyUsage extension");
+    return absl::InvalidArgumentError(
+        absl::StrCat(role, " has no keyUsage extension"));
   }
   if ((X509_get_key_usage(x) & KU_KEY_CERT_SIGN) == 0) {
-    return absl::InvalidArgumentError("issuer keyUsage lacks keyCertSign");
+    return absl::InvalidArgumentError(
+        absl::StrCat(role, " keyUsage lacks keyCertSign"));
   }
   return absl::OkStatus();
 }
@@ -279,7 +293,7 @@ std::string DescribeVerifyError(int err, X509* cert) {
       return "certificate signature does not verify";
     case X509_V_ERR_INVALID_CA:
     case X509_V_ERR_KEYUSAGE_NO_CERTSIGN: {
-      absl::Status why = CheckIssuer(cert);
+      absl::Status why = CheckIssuer(cert, "issuer");
       return absl::StrCat("invalid CA certificate: ",
                           why.ok() ? "not usable as an issuer" : why.message());
     }
@@ -334,9 +348,13 @@ absl::Status CheckPath(X509* leaf, const std::vector<X509*>& intermediates,
     if (x == nullptr) {
       return absl::InvalidArgumentError("parse: null intermediate certificate");
     }
-    if (absl::Status s =
-            CheckCertificate(x, /*check_signature_algorithm=*/true);
-        !s.ok()) {
+    absl::Status s = CheckCertificate(x, /*check_signature_algorithm=*/true);
+    // Every intermediate the peer sends must be able to issue: the libraries
+    // differ on how such a certificate fails (BoringSSL skips it while
+    // building the chain, OpenSSL refuses it as an invalid CA), so this rule
+    // is ours.
+    if (s.ok() && i > 0) s = CheckIssuer(x, "intermediate");
+    if (!s.ok()) {
       return Unauthenticated(
           "path", absl::StrCat(s.message(), " for subject ", Subject(x)));
     }
@@ -362,8 +380,10 @@ absl::Status CheckPath(X509* leaf, const std::vector<X509*>& intermediates,
   }
   X509_STORE_CTX_set_flags(ctx.get(), flags);
   X509_STORE_CTX_set_time(ctx.get(), 0, absl::ToTimeT(options.at));
+  // BoringSSL counts depth one lower than OpenSSL; allow one more here and
+  // let the chain-length check below carry the exact rule.
   X509_VERIFY_PARAM_set_depth(X509_STORE_CTX_get0_param(ctx.get()),
-                              kMaxIntermediates);
+                              kMaxIntermediates + 1);
   X509_STORE_CTX_set_verify_cb(ctx.get(), VerifyCallback);
 
   if (X509_verify_cert(ctx.get()) != 1) {
@@ -391,7 +411,7 @@ absl::Status CheckPath(X509* leaf, const std::vector<X509*>& intermediates,
   }
   for (size_t i = 1; i < chain_len; ++i) {
     X509* x = sk_X509_value(chain, i);
-    if (absl::Status s = CheckIssuer(x); !s.ok()) {
+    if (absl::Status s = CheckIssuer(x, "issuer"); !s.ok()) {
       return Unauthenticated(
           "path", absl::StrCat(s.message(), " for subject ", Subject(x)));
     }
@@ -513,10 +533,8 @@ absl::StatusOr<std::shared_ptr<const TrustBundle>> TrustBundle::Create(
           !s.ok()) {
         return absl::InvalidArgumentError(absl::StrCat(which, s.message()));
       }
-      if (absl::Status s = CheckIssuer(root.get()); !s.ok()) {
-        std::string why(s.message());
-        absl::StrReplaceAll({{"issuer", "root"}}, &why);
-        return absl::InvalidArgumentError(absl::StrCat(which, why));
+      if (absl::Status s = CheckIssuer(root.get(), "root"); !s.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(which, s.message()));
       }
       EvpPkeyPtr key(X509_get_pubkey(root.get()));
       if (X509_check_issued(root.get(), root.get()) != X509_V_OK ||

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
@@ -34,27 +35,26 @@ class CertificateTest : public ::testing::Test {
                                   absl::Hours(24 * 365), kNow)
                 .value();
     intermediate_key_ = GenerateEcP256Key().value();
-    intermediate_ =
-        CreateIntermediateCertificate(intermediate_key_.get(), root_.get(),
-                                      root_key_.get(), "example.org",
-                                      absl::Hours(24 * 30), kNow)
-            .value();
+    intermediate_ = CreateIntermediateCertificate(
+                        intermediate_key_.get(), root_.get(), root_key_.get(),
+                        "example.org", absl::Hours(24 * 30), kNow)
+                        .value();
     leaf_key_ = GenerateEcP256Key().value();
     std::unique_ptr<CaSigner> signer =
-        CaSigner::Create(X509Ptr(X509_dup(intermediate_.get())),
-                         EvpPkeyPtr(PrivateKeyFromDer(
-                                        PrivateKeyToDer(intermediate_key_.get())
-                                            .value())
-                                        .value()),
-                         {})
+        CaSigner::Create(
+            X509Ptr(X509_dup(intermediate_.get())),
+            EvpPkeyPtr(PrivateKeyFromDer(
+                           PrivateKeyToDer(intermediate_key_.get()).value())
+                           .value()),
+            {})
             .value();
-    LeafRequest request;
-    request.public_key = leaf_key_.get();
-    request.spiffe_id =
-        SpiffeId::Parse("spiffe://example.org/ns/shop/sa/frontend").value();
-    request.ttl = absl::Hours(1);
-    request.now = kNow;
-    request.dns_names = {"frontend.shop.svc"};
+    LeafRequest request{
+        leaf_key_.get(),
+        SpiffeId::Parse("spiffe://example.org/ns/shop/sa/frontend").value(),
+        absl::Hours(1),
+        kNow,
+        {"frontend.shop.svc"},
+        {}};
     leaf_ = signer->IssueLeaf(request).value();
   }
 
@@ -72,16 +72,12 @@ struct BadPemCase {
   std::string reason;
 };
 
-class BadCertificatePemTest : public CertificateTest,
-                              public ::testing::WithParamInterface<int> {};
-
 std::vector<BadPemCase> BadCases(const std::string& good,
                                  const std::string& der) {
   return {
       {"empty", "", "certificate PEM is empty"},
       {"garbage", "\x01\x02garbage\n", "no PEM block"},
-      {"truncated", good.substr(0, good.size() - 30),
-       "truncated or malformed"},
+      {"truncated", good.substr(0, good.size() - 30), "truncated or malformed"},
       {"oversized", std::string(kMaxPemBytes + 1, '-'), "too large"},
       {"key_only", WritePemBlock("PRIVATE KEY", "x").value(),
        "no \"CERTIFICATE\" block"},
@@ -206,7 +202,8 @@ TEST_F(CertificateTest, DescribeCertificate) {
   EXPECT_EQ(leaf.not_before, kNow - kClockSkewAllowance);
 }
 
-// --- Serials ------------------------------------------------------------------
+// --- Serials
+// ------------------------------------------------------------------
 
 struct SerialCase {
   std::string name;
@@ -232,17 +229,17 @@ TEST_P(SerialHexTest, LowercaseWithoutLeadingZeros) {
 
 INSTANTIATE_TEST_SUITE_P(
     Serials, SerialHexTest,
-    ::testing::Values(
-        SerialCase{"zero", "0", false, "0"},
-        SerialCase{"one_nibble", "A", false, "a"},
-        SerialCase{"leading_zero_byte", "00FF10", false, "ff10"},
-        SerialCase{"odd_nibbles", "ABC", false, "abc"},
-        SerialCase{"128_bit", "7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF", false,
-                   "7fffffffffffffffffffffffffffffff"},
-        SerialCase{"negative", "0A", true, "-a"}),
+    ::testing::Values(SerialCase{"zero", "0", false, "0"},
+                      SerialCase{"one_nibble", "A", false, "a"},
+                      SerialCase{"leading_zero_byte", "00FF10", false, "ff10"},
+                      SerialCase{"odd_nibbles", "ABC", false, "abc"},
+                      SerialCase{"128_bit", "7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF",
+                                 false, "7fffffffffffffffffffffffffffffff"},
+                      SerialCase{"negative", "0A", true, "-a"}),
     [](const auto& info) { return info.param.name; });
 
-// --- Times --------------------------------------------------------------------
+// --- Times
+// --------------------------------------------------------------------
 
 struct TimeCase {
   std::string name;
@@ -268,8 +265,7 @@ INSTANTIATE_TEST_SUITE_P(
                       TimeCase{"utc", "231114221320Z", 1700000000},
                       TimeCase{"utc_last_year", "491231235959Z", 2524607999},
                       TimeCase{"generalized", "20500101000000Z", 2524608000},
-                      TimeCase{"far_future", "99991231235959Z",
-                               253402300799}),
+                      TimeCase{"far_future", "99991231235959Z", 253402300799}),
     [](const auto& info) { return info.param.name; });
 
 TEST(Asn1TimeTest, SubSecondsAreTruncated) {
@@ -279,19 +275,20 @@ TEST(Asn1TimeTest, SubSecondsAreTruncated) {
   EXPECT_EQ(AbslToAsn1Time(absl::InfiniteFuture()), nullptr);
 }
 
-// --- CRLs ---------------------------------------------------------------------
+// --- CRLs
+// ---------------------------------------------------------------------
 
 TEST_F(CertificateTest, CrlPemRoundTrip) {
   std::unique_ptr<CaSigner> signer =
-      CaSigner::Create(X509Ptr(X509_dup(root_.get())),
-                       PrivateKeyFromPem(PrivateKeyToPem(root_key_.get()).value())
-                           .value(),
-                       {})
+      CaSigner::Create(
+          X509Ptr(X509_dup(root_.get())),
+          PrivateKeyFromPem(PrivateKeyToPem(root_key_.get()).value()).value(),
+          {})
           .value();
-  X509CrlPtr crl =
-      signer->CreateCrl({{SerialHex(intermediate_.get()), kNow}}, 1, kNow,
-                        absl::Hours(1))
-          .value();
+  X509CrlPtr crl = signer
+                       ->CreateCrl({{SerialHex(intermediate_.get()), kNow}}, 1,
+                                   kNow, absl::Hours(1))
+                       .value();
   absl::StatusOr<std::string> pem = CrlToPem(crl.get());
   ASSERT_TRUE(pem.ok()) << pem.status();
   EXPECT_THAT(*pem, HasSubstr("-----BEGIN X509 CRL-----"));

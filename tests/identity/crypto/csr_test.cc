@@ -94,8 +94,7 @@ std::vector<BadCsrCase> BadCsrs() {
       {"empty", "", "CSR PEM is empty"},
       {"garbage", "GET / HTTP/1.1\r\n\r\n", "no PEM block"},
       {"truncated", good.substr(0, good.size() / 2), "truncated or malformed"},
-      {"oversized",
-       absl::StrCat(std::string(kMaxCsrPemBytes, '#'), "\n", good),
+      {"oversized", absl::StrCat(std::string(kMaxCsrPemBytes, '#'), "\n", good),
        "too large"},
       {"two_blocks", good + good, "2 PEM blocks; expected exactly one"},
       {"certificate_block", WritePemBlock("CERTIFICATE", der).value(),
@@ -162,9 +161,9 @@ TEST(CsrTest, TwoUriSansAreBothReported) {
       key.get(), {std::string(kId), "spiffe://cluster.local/ns/x/sa/admin"}));
   ASSERT_TRUE(csr.ok()) << csr.status();
   EXPECT_TRUE(csr->CheckSignature().ok());
-  EXPECT_THAT(csr->UriSans(),
-              ElementsAre(std::string(kId),
-                          "spiffe://cluster.local/ns/x/sa/admin"));
+  EXPECT_THAT(
+      csr->UriSans(),
+      ElementsAre(std::string(kId), "spiffe://cluster.local/ns/x/sa/admin"));
 }
 
 TEST(CsrTest, NoSanMeansNoUris) {
@@ -205,6 +204,19 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(CreateCsrPemTest, RefusesNullKey) {
   EXPECT_EQ(CreateCsrPem(nullptr, Id()).status().code(),
             absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(CreateCsrPemWithoutIdentity(nullptr).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(CreateCsrPemTest, WithoutIdentityHasNoSans) {
+  EvpPkeyPtr key = P256();
+  absl::StatusOr<std::string> pem = CreateCsrPemWithoutIdentity(key.get());
+  ASSERT_TRUE(pem.ok()) << pem.status();
+  absl::StatusOr<Csr> csr = Csr::ParsePem(*pem);
+  ASSERT_TRUE(csr.ok()) << csr.status();
+  EXPECT_TRUE(csr->CheckSignature().ok());
+  EXPECT_THAT(csr->UriSans(), IsEmpty());
+  EXPECT_TRUE(PublicKeysEqual(csr->public_key(), key.get()));
 }
 
 // --- The good case ----------------------------------------------------------
@@ -231,7 +243,8 @@ TEST_P(CsrRoundTripTest, CarriesIdKeyAndSha256) {
   const ASN1_OBJECT* oid = nullptr;
   X509_ALGOR_get0(&oid, nullptr, nullptr, alg);
   int nid = OBJ_obj2nid(oid);
-  EXPECT_TRUE(nid == NID_ecdsa_with_SHA256 || nid == NID_sha256WithRSAEncryption)
+  EXPECT_TRUE(nid == NID_ecdsa_with_SHA256 ||
+              nid == NID_sha256WithRSAEncryption)
       << OBJ_nid2sn(nid);
 
   Csr moved = *std::move(csr);

@@ -1,8 +1,8 @@
 #include "identity/crypto/keys.h"
 
 #include <gmock/gmock.h>
-#include <openssl/err.h>
 #include <gtest/gtest.h>
+#include <openssl/err.h>
 
 #include <string>
 #include <vector>
@@ -89,7 +89,9 @@ class KeyPolicyTest : public ::testing::TestWithParam<PolicyCase> {};
 TEST_P(KeyPolicyTest, DescribesAndChecks) {
   const PolicyCase& c = GetParam();
   EvpPkeyPtr key = MakeKey(c.kind);
-  if (c.kind != KeyKind::kNull) ASSERT_NE(key, nullptr);
+  if (c.kind != KeyKind::kNull) {
+    ASSERT_NE(key, nullptr);
+  }
   EXPECT_EQ(DescribeKey(key.get()), c.description);
   absl::Status s = CheckIssuableKey(key.get());
   if (c.issuable) {
@@ -179,8 +181,7 @@ TEST(PrivateKeyFromDerTest, RefusesEmptyGarbageAndTrailingBytes) {
   std::string der = PrivateKeyToDer(key.get()).value();
   absl::StatusOr<EvpPkeyPtr> trailing = PrivateKeyFromDer(der + "x");
   ASSERT_FALSE(trailing.ok());
-  EXPECT_THAT(std::string(trailing.status().message()),
-              HasSubstr("trailing"));
+  EXPECT_THAT(std::string(trailing.status().message()), HasSubstr("trailing"));
 }
 
 TEST(PublicKeyFromPemTest, RefusesBadInput) {
@@ -190,8 +191,8 @@ TEST(PublicKeyFromPemTest, RefusesBadInput) {
   ASSERT_FALSE(wrong.ok());
   EXPECT_THAT(std::string(wrong.status().message()),
               HasSubstr("\"PRIVATE KEY\" block"));
-  EXPECT_FALSE(PublicKeyFromPem(WritePemBlock("PUBLIC KEY", "junk").value())
-                   .ok());
+  EXPECT_FALSE(
+      PublicKeyFromPem(WritePemBlock("PUBLIC KEY", "junk").value()).ok());
 }
 
 TEST(NullKeyTest, EncodersRefuseNull) {
@@ -256,9 +257,9 @@ TEST(GenerateEcP256KeyTest, FreshKeysDiffer) {
 }
 
 TEST(ReadPemBlocksTest, KeepsOrderAndSkipsTextBetweenBlocks) {
-  std::string pem = absl::StrCat("leading text\n",
-                                 WritePemBlock("ONE", "first").value(),
-                                 "between\n", WritePemBlock("TWO", "second").value());
+  std::string pem =
+      absl::StrCat("leading text\n", WritePemBlock("ONE", "first").value(),
+                   "between\n", WritePemBlock("TWO", "second").value());
   absl::StatusOr<std::vector<PemBlock>> blocks = ReadPemBlocks(pem, "test");
   ASSERT_TRUE(blocks.ok()) << blocks.status();
   ASSERT_EQ(blocks->size(), 2u);
