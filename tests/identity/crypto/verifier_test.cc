@@ -279,14 +279,17 @@ std::vector<Case> Cases() {
          return WithInter(inter);
        },
        kUnauth,
-       "basicConstraints cA=true missing) for subject CN=inter-not-ca"},
+       "path: keyUsage keyCertSign without basicConstraints cA=true for "
+       "subject CN=inter-not-ca"},
       {"intermediate_without_basic_constraints",
        [] {
          CertSpec inter = IntermediateSpec("inter-no-bc", GetPki().root);
          inter.basic_constraints = BasicConstraints::kAbsent;
          return WithInter(inter);
        },
-       kUnauth, "basicConstraints cA=true missing) for subject CN=inter-no-bc"},
+       kUnauth,
+       "path: keyUsage keyCertSign without basicConstraints cA=true for "
+       "subject CN=inter-no-bc"},
       {"intermediate_without_keycertsign",
        [] {
          CertSpec inter = IntermediateSpec("inter-no-kcs", GetPki().root);
@@ -493,7 +496,10 @@ std::vector<Case> Cases() {
          leaf.key_usage = testing::kDigitalSignature | testing::kKeyCertSign;
          return LeafViaInter(leaf);
        },
-       kUnauth, "keyCertSign"},
+       // An RFC 5280 path rule before it is an SVID rule.
+       kUnauth,
+       "path: keyUsage keyCertSign without basicConstraints cA=true for "
+       "subject CN=workload"},
       {"leaf_with_crlsign",
        [] {
          CertSpec leaf = GoodLeaf();
