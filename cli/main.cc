@@ -7,6 +7,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "identity/util/flag_names.h"
 #include "absl/time/time.h"
 #include "cli/commands.h"
 
@@ -77,7 +78,11 @@ int Usage(const std::string& error) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(kUsage);
-  std::vector<char*> raw = absl::ParseCommandLine(argc, argv);
+  std::vector<std::string> storage;
+  std::vector<char*> normalized =
+      meshguard::util::NormalizeFlagNames(argc, argv, &storage);
+  std::vector<char*> raw = absl::ParseCommandLine(
+      static_cast<int>(normalized.size() - 1), normalized.data());
   std::vector<std::string> args(raw.begin() + 1, raw.end());
   if (args.empty()) return Usage("");
 

@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -117,17 +118,23 @@ class CaState final {
                                        "Certificates revoked.", {});
     const absl::Time root_expiry = material_.earliest_root_expiry;
     const absl::Time int_expiry = material_.intermediate_not_after;
-    metrics_.AddGaugeFunction(
-        "meshguard_ca_root_expiry_timestamp_seconds",
-        "Earliest notAfter among the trusted roots (Unix seconds).",
-        [=] { return static_cast<double>(absl::ToUnixSeconds(root_expiry)); });
-    metrics_.AddGaugeFunction(
-        "meshguard_ca_intermediate_expiry_timestamp_seconds",
-        "notAfter of the signing intermediate (Unix seconds).",
-        [=] { return static_cast<double>(absl::ToUnixSeconds(int_expiry)); });
-    metrics_.AddGaugeFunction(
-        "meshguard_ca_bundle_watchers", "Open WatchTrustBundle streams.",
-        [this] { return static_cast<double>(publisher_.watcher_count()); });
+    metrics_
+        .AddGauge("meshguard_ca_root_expiry_timestamp_seconds",
+                  "Earliest notAfter among the trusted roots (Unix seconds).")
+        ->WithLabels({})
+        ->Set(static_cast<double>(absl::ToUnixSeconds(root_expiry)));
+    metrics_
+        .AddGauge("meshguard_ca_intermediate_expiry_timestamp_seconds",
+                  "notAfter of the signing intermediate (Unix seconds).")
+        ->WithLabels({})
+        ->Set(static_cast<double>(absl::ToUnixSeconds(int_expiry)));
+    metrics_
+        .AddGauge("meshguard_ca_bundle_watchers",
+                  "Open WatchTrustBundle streams.")
+        ->WithLabels({})
+        ->SetCallback([this] {
+          return static_cast<double>(publisher_.watcher_count());
+        });
   }
 
   const CaConfig& config() const { return config_; }
@@ -182,13 +189,16 @@ class CaState final {
         auth->FindPropertyValues(GRPC_X509_PEM_CERT_CHAIN_PROPERTY_NAME);
     std::vector<grpc::string_ref> leaf =
         auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
-    std::string pem;
-    if (!chain.empty()) {
-      pem.assign(chain.front().data(), chain.front().size());
-    } else if (!leaf.empty()) {
-      pem.assign(leaf.front().data(), leaf.front().size());
-    } else {
+    // On a server, OpenSSL's peer chain omits the leaf: the leaf property
+    // comes first, then whatever else the peer sent.
+    if (leaf.empty()) {
       return absl::NotFoundError("peer presented no client certificate");
+    }
+    std::string pem(leaf.front().data(), leaf.front().size());
+    if (!chain.empty()) {
+      absl::StrAppend(&pem, "\n",
+                      absl::string_view(chain.front().data(),
+                                        chain.front().size()));
     }
     // Our own intermediate completes chains from peers that send only the
     // leaf; the verifier ignores it when unused.
@@ -227,7 +237,7 @@ class CaState final {
     latency_->WithLabels({rpc})->Observe(absl::ToDoubleSeconds(d));
   }
   void CountRevocations(size_t n) {
-    revocations_->WithLabels({})->Inc(static_cast<double>(n));
+    revocations_->WithLabels({})->Inc(n);
   }
   bool AllowRate(const std::string& key) { return limiter_.Allow(key); }
 
@@ -260,15 +270,18 @@ class CaState final {
 };
 
 // A refusal: the status to return, the reason label, and the log line.
+// `detail`, when given, goes to the log only (it may name things the
+// caller has not proven it may know).
 grpc::Status Refuse(CaState* state, const std::string& method,
                     const std::string& reason, const std::string& requester,
-                    grpc::StatusCode code, const std::string& message) {
+                    grpc::StatusCode code, const std::string& message,
+                    const std::string& detail = "") {
   state->CountRefusal(method.empty() ? "unknown" : method, reason);
   util::LogLine("warn", "issuance_refused")
       .Add("reason", reason)
       .Add("auth_method", method)
       .Add("requester", requester)
-      .Add("message", message)
+      .Add("message", detail.empty() ? message : detail)
       .Emit();
   return grpc::Status(code, message);
 }
@@ -380,9 +393,12 @@ class CertificateAuthorityImpl final
       absl::StatusOr<std::string> id = state_->store().ConsumeJoinToken(
           crypto::Sha256Hex(request.join_token()), now);
       if (!id.ok()) {
+        // The store's message names the token's identity; an
+        // unauthenticated caller gets only the reason, the log gets all.
+        std::string full(id.status().message());
         return Refuse(state_, caller->auth_method, "bad_join_token", requester,
                       grpc::StatusCode::UNAUTHENTICATED,
-                      std::string(id.status().message()));
+                      full.substr(0, full.find(" (")), full);
       }
       caller->spiffe_id = *id;
       return grpc::Status::OK;
@@ -515,11 +531,7 @@ class CertificateAuthorityImpl final
     }
     ttl = std::min(ttl, ToAbsl(state_->config().max_ttl()));
 
-    crypto::LeafRequest leaf;
-    leaf.public_key = csr->public_key();
-    leaf.spiffe_id = *id;
-    leaf.ttl = ttl;
-    leaf.now = absl::Now();
+    crypto::LeafRequest leaf{csr->public_key(), *id, ttl, absl::Now(), {}, {}};
     absl::StatusOr<crypto::X509Ptr> cert =
         state_->material().signer->IssueLeaf(leaf);
     if (!cert.ok()) {
@@ -547,6 +559,12 @@ class CertificateAuthorityImpl final
         crypto::CertificateToPem(cert->get());
     if (!leaf_pem.ok()) return ToGrpc(leaf_pem.status());
     response->add_cert_chain_pem(*leaf_pem);
+    // Leaf first, then the signing intermediate and any above it: peers
+    // have only the roots.
+    absl::StatusOr<std::string> signer_pem =
+        crypto::CertificateToPem(state_->material().signer->certificate());
+    if (!signer_pem.ok()) return ToGrpc(signer_pem.status());
+    response->add_cert_chain_pem(*signer_pem);
     for (X509* above : state_->material().signer->ChainAbove()) {
       absl::StatusOr<std::string> pem = crypto::CertificateToPem(above);
       if (!pem.ok()) return ToGrpc(pem.status());
@@ -664,7 +682,7 @@ class CertificateAuthorityAdminImpl final
       v1::ListCertificatesResponse* response) override {
     std::string admin;
     if (grpc::Status s = Authorize(*context, &admin); !s.ok()) return s;
-    ListFilter filter;
+    IssuanceStore::ListFilter filter;
     filter.spiffe_id = request->spiffe_id();
     filter.live_only = request->live_only();
     filter.now = absl::Now();
@@ -821,11 +839,8 @@ class CaServerImpl final : public CaServer {
     absl::StatusOr<crypto::SpiffeId> id = crypto::SpiffeId::ForServiceAccount(
         config.trust_domain(), "meshguard-system", "meshguard-ca");
     if (!id.ok()) return id.status();
-    crypto::LeafRequest request;
-    request.public_key = key->get();
-    request.spiffe_id = *id;
-    request.ttl = kServingCertTtl;
-    request.now = absl::Now();
+    crypto::LeafRequest request{key->get(), *id, kServingCertTtl, absl::Now(),
+                                {}, {}};
     request.dns_names.assign(config.server_dns_names().begin(),
                              config.server_dns_names().end());
     request.dns_names.push_back("localhost");

@@ -8,6 +8,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "identity/util/flag_names.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
@@ -112,7 +113,11 @@ int RunServe() {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(kUsage);
-  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  std::vector<std::string> storage;
+  std::vector<char*> normalized =
+      meshguard::util::NormalizeFlagNames(argc, argv, &storage);
+  std::vector<char*> args = absl::ParseCommandLine(
+      static_cast<int>(normalized.size() - 1), normalized.data());
   if (args.size() != 2) {
     fputs(kUsage, stderr);
     return 2;
