@@ -11,7 +11,8 @@ ABSL_FLAG(std::string, listen, "127.0.0.1:0",
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
-  auto server = meshguard::testing::EchoServer::Start(absl::GetFlag(FLAGS_listen));
+  auto server =
+      meshguard::testing::EchoServer::Start(absl::GetFlag(FLAGS_listen));
   if (!server.ok()) {
     std::cerr << server.status() << "\n";
     return 1;

@@ -48,6 +48,13 @@ grpc::Status EchoServiceImpl::Echo(grpc::ServerContext* context,
                                    EchoResponse* response) {
   response->set_payload(ResponsePayload(*request));
   CopyMetadata(*context, response);
+  const auto deadline = context->deadline();
+  response->set_deadline_remaining_ms(
+      deadline == std::chrono::system_clock::time_point::max()
+          ? -1
+          : std::chrono::duration_cast<std::chrono::milliseconds>(
+                deadline - std::chrono::system_clock::now())
+                .count());
   EchoMetadataAsTrailers(context);
   context->AddInitialMetadata("echo-initial", "present");
   return grpc::Status::OK;
@@ -106,8 +113,7 @@ grpc::Status EchoServiceImpl::Sleep(grpc::ServerContext* context,
     absl::MutexLock lock(&mu_);
     sleep_states_[request->token()].set_started(true);
   }
-  const absl::Time end =
-      absl::Now() + absl::Milliseconds(request->sleep_ms());
+  const absl::Time end = absl::Now() + absl::Milliseconds(request->sleep_ms());
   bool cancelled = false;
   while (absl::Now() < end) {
     if (context->IsCancelled()) {
@@ -124,9 +130,9 @@ grpc::Status EchoServiceImpl::Sleep(grpc::ServerContext* context,
                    : grpc::Status::OK;
 }
 
-grpc::Status EchoServiceImpl::GetCancelState(
-    grpc::ServerContext* context, const CancelStateRequest* request,
-    CancelStateResponse* response) {
+grpc::Status EchoServiceImpl::GetCancelState(grpc::ServerContext* context,
+                                             const CancelStateRequest* request,
+                                             CancelStateResponse* response) {
   absl::MutexLock lock(&mu_);
   auto it = sleep_states_.find(request->token());
   if (it != sleep_states_.end()) *response = it->second;
@@ -160,8 +166,7 @@ absl::StatusOr<std::unique_ptr<EchoServer>> EchoServer::Start(
 }
 
 EchoServer::~EchoServer() {
-  server_->Shutdown(std::chrono::system_clock::now() +
-                    std::chrono::seconds(1));
+  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
 }
 
 grpc::ChannelArguments TestChannelArguments() {

@@ -33,8 +33,7 @@ class EchoServiceImpl final : public Echo::Service {
   grpc::Status BidiStream(
       grpc::ServerContext* context,
       grpc::ServerReaderWriter<EchoResponse, EchoRequest>* stream) override;
-  grpc::Status Sleep(grpc::ServerContext* context,
-                     const SleepRequest* request,
+  grpc::Status Sleep(grpc::ServerContext* context, const SleepRequest* request,
                      SleepResponse* response) override;
   grpc::Status GetCancelState(grpc::ServerContext* context,
                               const CancelStateRequest* request,

@@ -1,0 +1,109 @@
+// The data plane's extension points: what a listener asks of the rest of the
+// sidecar. The router and the request filter decide where a call goes and
+// whether it may; ConnectionSecurity supplies TLS (the identity system
+// implements it over the credential store).
+//
+// Threading: every hook is called on worker threads, possibly several at
+// once, so implementations must be thread-safe. They run on the per-call
+// path: they must not block.
+#ifndef MESHGUARD_SIDECAR_PROXY_API_H_
+#define MESHGUARD_SIDECAR_PROXY_API_H_
+
+#include <openssl/ssl.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace meshguard::sidecar::proxy {
+
+// One HTTP/2 header field, verbatim (binary "-bin" values stay base64 as
+// gRPC put them on the wire; the proxy never decodes them).
+struct Header {
+  std::string name;
+  std::string value;
+};
+using HeaderList = std::vector<Header>;
+
+// Where a call is forwarded. Upstream connections are pooled per worker by
+// the whole value, so calls for different expected identities never share a
+// connection.
+struct UpstreamTarget {
+  std::string address;  // "ip:port" or "[ipv6]:port"; numeric only.
+  // When non-empty, the upstream must authenticate as exactly this SPIFFE ID
+  // (ConnectionSecurity::PeerIdentity checks it).
+  std::string expected_spiffe_id;
+  bool use_tls = false;
+
+  bool operator==(const UpstreamTarget& o) const {
+    return address == o.address && expected_spiffe_id == o.expected_spiffe_id &&
+           use_tls == o.use_tls;
+  }
+  template <typename H>
+  friend H AbslHashValue(H h, const UpstreamTarget& t) {
+    return H::combine(std::move(h), t.address, t.expected_spiffe_id, t.use_tls);
+  }
+};
+
+// What the router and the filter see of a call.
+struct RequestInfo {
+  std::string_view authority;  // :authority
+  std::string_view path;       // :path, "/pkg.Service/Method" for gRPC
+  // The downstream peer's authenticated identity; empty for plaintext.
+  std::string_view peer_identity;
+  // The local address the downstream connection arrived at ("ip:port"):
+  // with iptables REDIRECT, the original destination.
+  std::string_view original_destination;
+};
+
+class Router {
+ public:
+  virtual ~Router() = default;
+  // An error makes the proxy answer UNAVAILABLE "no route: <message>".
+  virtual absl::StatusOr<UpstreamTarget> Route(const RequestInfo& request) = 0;
+};
+
+class RequestFilter {
+ public:
+  virtual ~RequestFilter() = default;
+  // Called with the request's headers (pseudo-headers included, hop-by-hop
+  // ones already removed). Returning a non-OK status denies the call: the
+  // client gets a trailers-only response with that status code and message
+  // and the upstream never sees the call. It may add, replace or remove
+  // headers in `headers` (pseudo-headers must stay first).
+  virtual absl::Status OnRequest(const RequestInfo& request,
+                                 HeaderList& headers) = 0;
+};
+
+// The credentials a connection was authenticated with: the proxy GOAWAYs a
+// connection before they expire, or on request when a newer version exists,
+// so that a connection never outlives its certificates.
+struct CredentialInfo {
+  uint64_t version = 0;
+  absl::Time expires_at = absl::InfiniteFuture();
+};
+
+class ConnectionSecurity {  // thread-safe; called on worker threads
+ public:
+  virtual ~ConnectionSecurity() = default;
+  // nullptr = plaintext (h2c). The SSL* is owned by the caller after return.
+  virtual SSL* NewServerSsl() = 0;
+  virtual SSL* NewClientSsl(const UpstreamTarget& target) = 0;
+  // After a completed handshake: the peer's identity, or an error that makes
+  // the proxy close the connection (server side) / fail the calls with
+  // UNAVAILABLE "handshake failure: ..." (client side).
+  virtual absl::StatusOr<std::string> PeerIdentity(
+      SSL* ssl, const UpstreamTarget* target_or_null) = 0;
+  // After PeerIdentity succeeded: which credentials this connection uses and
+  // when the first of its certificates (ours or the peer's) expires.
+  virtual CredentialInfo Credentials(SSL* ssl) { return CredentialInfo(); }
+};
+
+}  // namespace meshguard::sidecar::proxy
+
+#endif  // MESHGUARD_SIDECAR_PROXY_API_H_

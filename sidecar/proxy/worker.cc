@@ -1,0 +1,240 @@
+#include "sidecar/proxy/worker.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "sidecar/proxy/connections.h"
+#include "sidecar/proxy/upstream_pool.h"
+
+namespace meshguard::sidecar::proxy {
+
+bool ParseSocketAddress(const std::string& address, sockaddr_storage* out,
+                        int* len) {
+  size_t colon = address.rfind(':');
+  if (colon == std::string::npos) return false;
+  std::string host = address.substr(0, colon);
+  const std::string port_text = address.substr(colon + 1);
+  int port = 0;
+  if (port_text.empty() || !absl::SimpleAtoi(port_text, &port) || port < 0 ||
+      port > 65535) {
+    return false;
+  }
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  *out = sockaddr_storage{};
+  auto* in = reinterpret_cast<sockaddr_in*>(out);
+  if (inet_pton(AF_INET, host.c_str(), &in->sin_addr) == 1) {
+    in->sin_family = AF_INET;
+    in->sin_port = htons(port);
+    *len = sizeof(sockaddr_in);
+    return true;
+  }
+  auto* in6 = reinterpret_cast<sockaddr_in6*>(out);
+  if (inet_pton(AF_INET6, host.c_str(), &in6->sin6_addr) == 1) {
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(port);
+    *len = sizeof(sockaddr_in6);
+    return true;
+  }
+  return false;
+}
+
+Worker::Worker(int index, const ProxyOptions& options,
+               ConnectionSecurity* security)
+    : index_(index), options_(options), security_(security) {}
+
+Worker::~Worker() { Stop(); }
+
+absl::Status Worker::Init() {
+  base_.reset(event_base_new());
+  if (base_ == nullptr) return absl::InternalError("event_base_new failed");
+  posted_event_.reset(event_new(base_.get(), -1, 0, &OnPosted, this));
+  cross_thread_event_.reset(
+      event_new(base_.get(), -1, EV_PERSIST, &OnCrossThread, this));
+  credential_timer_.reset(
+      event_new(base_.get(), -1, EV_PERSIST, &OnCredentialTimer, this));
+  timeval tv = absl::ToTimeval(options_.credential_check_interval);
+  evtimer_add(credential_timer_.get(), &tv);
+  pool_ = std::make_unique<UpstreamPool>(this);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int> Worker::Listen(const ListenerConfig& config, int port) {
+  sockaddr_storage ss{};
+  int len = sizeof(ss);
+  if (!ParseSocketAddress(config.address, &ss, &len)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "listener address \"", config.address, "\" is not a numeric ip:port"));
+  }
+  if (port >= 0) {
+    if (ss.ss_family == AF_INET) {
+      reinterpret_cast<sockaddr_in*>(&ss)->sin_port = htons(port);
+    } else {
+      reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port = htons(port);
+    }
+  }
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    return absl::InternalError(absl::StrCat("socket: ", strerror(errno)));
+  }
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  // One socket per worker on the same port: the kernel spreads connections
+  // and each stays on the worker that accepted it.
+  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+  if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 ||
+      listen(fd, 1024) != 0) {
+    std::string err = strerror(errno);
+    close(fd);
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", config.address, ": ", err));
+  }
+  sockaddr_storage bound{};
+  socklen_t bound_len = sizeof(bound);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &bound_len);
+  int bound_port =
+      ntohs(bound.ss_family == AF_INET
+                ? reinterpret_cast<sockaddr_in*>(&bound)->sin_port
+                : reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
+
+  auto state = std::make_unique<ListenerState>();
+  state->worker = this;
+  state->config = config;
+  state->listener.reset(
+      evconnlistener_new(base_.get(), &OnAccept, state.get(),
+                         LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd));
+  if (state->listener == nullptr) {
+    close(fd);
+    return absl::InternalError("evconnlistener_new failed");
+  }
+  listeners_.push_back(std::move(state));
+  return bound_port;
+}
+
+void Worker::OnAccept(evconnlistener*, evutil_socket_t fd, sockaddr*, int,
+                      void* arg) {
+  auto* state = static_cast<ListenerState*>(arg);
+  auto* conn = new DownstreamConnection(state->worker, state->config, fd);
+  conn->Start();
+}
+
+void Worker::Start() {
+  thread_ = std::thread(
+      [this] { event_base_loop(base_.get(), EVLOOP_NO_EXIT_ON_EMPTY); });
+}
+
+void Worker::Stop() {
+  if (base_ == nullptr) return;
+  if (thread_.joinable()) {
+    RunInLoop([this] {
+      CloseAll();
+      event_base_loopbreak(base_.get());
+    });
+    thread_.join();
+  } else {
+    CloseAll();
+  }
+}
+
+void Worker::CloseAll() {
+  for (auto& l : listeners_) l->listener.reset();
+  std::vector<Connection*> all(connections_.begin(), connections_.end());
+  for (Connection* c : all) c->Close(false);
+  RunPosted();
+}
+
+void Worker::RunInLoop(std::function<void()> fn) {
+  {
+    absl::MutexLock lock(&mu_);
+    cross_thread_.push_back(std::move(fn));
+  }
+  event_active(cross_thread_event_.get(), EV_READ, 0);
+}
+
+void Worker::OnCrossThread(evutil_socket_t, short, void* arg) {
+  auto* self = static_cast<Worker*>(arg);
+  std::vector<std::function<void()>> fns;
+  {
+    absl::MutexLock lock(&self->mu_);
+    fns.swap(self->cross_thread_);
+  }
+  for (auto& fn : fns) fn();
+}
+
+void Worker::Post(std::function<void()> fn) {
+  posted_.push_back(std::move(fn));
+  if (!posted_scheduled_) {
+    posted_scheduled_ = true;
+    event_active(posted_event_.get(), EV_READ, 0);
+  }
+}
+
+void Worker::DeferredDelete(std::unique_ptr<Deletable> object) {
+  deferred_.push_back(std::move(object));
+  if (!posted_scheduled_) {
+    posted_scheduled_ = true;
+    event_active(posted_event_.get(), EV_READ, 0);
+  }
+}
+
+void Worker::OnPosted(evutil_socket_t, short, void* arg) {
+  static_cast<Worker*>(arg)->RunPosted();
+}
+
+void Worker::RunPosted() {
+  posted_scheduled_ = true;  // runs everything queued meanwhile, too
+  while (!posted_.empty() || !deferred_.empty()) {
+    std::vector<std::function<void()>> fns;
+    fns.swap(posted_);
+    for (auto& fn : fns) fn();
+    std::vector<std::unique_ptr<Deletable>> dead;
+    dead.swap(deferred_);
+    dead.clear();
+  }
+  posted_scheduled_ = false;
+}
+
+void Worker::BeginDrain() {
+  for (auto& l : listeners_) l->listener.reset();  // configs stay for conns
+  std::vector<Connection*> all(connections_.begin(), connections_.end());
+  for (Connection* c : all) {
+    if (c->is_downstream()) c->StartDrain();
+  }
+}
+
+void Worker::DrainCredentialsOlderThan(uint64_t version) {
+  std::vector<Connection*> all(connections_.begin(), connections_.end());
+  for (Connection* c : all) {
+    if (c->is_tls() && !c->draining() && c->credentials().version < version) {
+      counters_.connections_drained_for_credentials.Add();
+      c->StartDrain();
+    }
+  }
+}
+
+void Worker::OnCredentialTimer(evutil_socket_t, short, void* arg) {
+  auto* self = static_cast<Worker*>(arg);
+  const absl::Time deadline =
+      absl::Now() + self->options_.credential_expiry_margin;
+  std::vector<Connection*> all(self->connections_.begin(),
+                               self->connections_.end());
+  for (Connection* c : all) {
+    if (c->is_tls() && !c->draining() &&
+        c->credentials().expires_at <= deadline) {
+      self->counters_.connections_drained_for_credentials.Add();
+      c->StartDrain();
+    }
+  }
+}
+
+}  // namespace meshguard::sidecar::proxy

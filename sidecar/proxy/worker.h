@@ -1,0 +1,116 @@
+// One event loop on one thread, and everything it owns: listeners,
+// connections, the upstream pool, counters. Internal to the proxy runtime.
+//
+// Threading: RunInLoop and counters() may be called from any thread;
+// everything else only on the worker's own thread (or before Start).
+#ifndef MESHGUARD_SIDECAR_PROXY_WORKER_H_
+#define MESHGUARD_SIDECAR_PROXY_WORKER_H_
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <sys/socket.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "sidecar/proxy/counters.h"
+#include "sidecar/proxy/proxy.h"
+#include "sidecar/proxy/transport.h"
+
+namespace meshguard::sidecar::proxy {
+
+struct EventBaseDeleter {
+  void operator()(event_base* b) const { event_base_free(b); }
+};
+struct EventDeleter {
+  void operator()(event* e) const { event_free(e); }
+};
+struct ListenerDeleter {
+  void operator()(evconnlistener* l) const { evconnlistener_free(l); }
+};
+using EventPtr = std::unique_ptr<event, EventDeleter>;
+
+class Connection;
+class UpstreamPool;
+
+// "1.2.3.4:80" or "[::1]:80" (numeric only; port 0 allowed, unlike
+// evutil_parse_sockaddr_port) into `out`.
+bool ParseSocketAddress(const std::string& address, sockaddr_storage* out,
+                        int* len);
+
+class Worker final : public Dispatcher {
+ public:
+  Worker(int index, const ProxyOptions& options, ConnectionSecurity* security);
+  ~Worker() override;
+
+  absl::Status Init();
+  // Binds a listening socket for `config` on this worker; `port` 0 picks
+  // one (the first worker's choice is then passed to the others).
+  absl::StatusOr<int> Listen(const ListenerConfig& config, int port);
+  void Start();
+  // Closes everything now and joins the thread.
+  void Stop();
+  void RunInLoop(std::function<void()> fn);
+
+  // Dispatcher.
+  void Post(std::function<void()> fn) override;
+  void DeferredDelete(std::unique_ptr<Deletable> object) override;
+
+  // Loop thread only.
+  event_base* base() const { return base_.get(); }
+  UpstreamPool& pool() { return *pool_; }
+  ConnectionSecurity* security() const { return security_; }
+  const ProxyOptions& options() const { return options_; }
+  void AddConnection(Connection* c) { connections_.insert(c); }
+  void RemoveConnection(Connection* c) { connections_.erase(c); }
+  void BeginDrain();
+  void DrainCredentialsOlderThan(uint64_t version);
+
+  Counters& counters() { return counters_; }
+  const Counters& counters() const { return counters_; }
+
+ private:
+  struct ListenerState {
+    Worker* worker;
+    ListenerConfig config;
+    std::unique_ptr<evconnlistener, ListenerDeleter> listener;
+  };
+
+  static void OnAccept(evconnlistener*, evutil_socket_t fd, sockaddr* addr,
+                       int addrlen, void* arg);
+  static void OnPosted(evutil_socket_t, short, void* arg);
+  static void OnCrossThread(evutil_socket_t, short, void* arg);
+  static void OnCredentialTimer(evutil_socket_t, short, void* arg);
+  void RunPosted();
+  void CloseAll();
+
+  const int index_;
+  const ProxyOptions options_;
+  ConnectionSecurity* const security_;
+  // Declared before everything that counts into it.
+  Counters counters_;
+  std::unique_ptr<event_base, EventBaseDeleter> base_;
+  EventPtr posted_event_;
+  EventPtr cross_thread_event_;
+  EventPtr credential_timer_;
+  std::vector<std::unique_ptr<ListenerState>> listeners_;
+  std::unique_ptr<UpstreamPool> pool_;
+  absl::flat_hash_set<Connection*> connections_;
+  std::vector<std::function<void()>> posted_;
+  std::vector<std::unique_ptr<Deletable>> deferred_;
+  bool posted_scheduled_ = false;
+  std::thread thread_;
+
+  absl::Mutex mu_;
+  std::vector<std::function<void()>> cross_thread_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace meshguard::sidecar::proxy
+
+#endif  // MESHGUARD_SIDECAR_PROXY_WORKER_H_

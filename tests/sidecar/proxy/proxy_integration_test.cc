@@ -1,0 +1,564 @@
+// grpc client -> proxy A (outbound h2c listener) -> mTLS -> proxy B (inbound
+// TLS listener) -> echo_server, all on 127.0.0.1 with ephemeral ports.
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "sidecar/proxy/proxy.h"
+#include "tests/sidecar/proxy/testing/test_security.h"
+#include "tests/testing/echo_service.h"
+
+namespace meshguard::sidecar::proxy {
+namespace {
+
+using ::meshguard::testing::EchoRequest;
+using ::meshguard::testing::EchoResponse;
+using ::meshguard::testing::EchoServer;
+using ::meshguard::testing::TestChannelArguments;
+using ::testing::HasSubstr;
+
+constexpr char kClientId[] = "spiffe://cluster.local/ns/a/sa/client";
+constexpr char kServerId[] = "spiffe://cluster.local/ns/b/sa/server";
+
+// Routes by :authority.
+class MapRouter final : public Router {
+ public:
+  void Set(const std::string& authority, UpstreamTarget target) {
+    absl::MutexLock lock(&mu_);
+    routes_[authority] = std::move(target);
+  }
+  absl::StatusOr<UpstreamTarget> Route(const RequestInfo& request) override {
+    absl::MutexLock lock(&mu_);
+    auto it = routes_.find(std::string(request.authority));
+    if (it == routes_.end()) {
+      return absl::NotFoundError(
+          absl::StrCat("no route for ", std::string(request.authority)));
+    }
+    return it->second;
+  }
+
+ private:
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, UpstreamTarget> routes_ ABSL_GUARDED_BY(mu_);
+};
+
+// Denies one method; records the peer identities it saw.
+class DenyFilter final : public RequestFilter {
+ public:
+  absl::Status OnRequest(const RequestInfo& request,
+                         HeaderList& headers) override {
+    {
+      absl::MutexLock lock(&mu_);
+      last_peer_ = std::string(request.peer_identity);
+    }
+    if (request.path == "/meshguard.testing.Echo/ReturnStatus" &&
+        absl::StrContains(FindValue(headers, "x-deny"), "yes")) {
+      return absl::PermissionDeniedError("denied by rule test-deny");
+    }
+    headers.push_back({"x-filter-added", "1"});
+    return absl::OkStatus();
+  }
+  std::string last_peer() {
+    absl::MutexLock lock(&mu_);
+    return last_peer_;
+  }
+
+ private:
+  static std::string FindValue(const HeaderList& h, const std::string& name) {
+    for (const Header& x : h) {
+      if (x.name == name) return x.value;
+    }
+    return "";
+  }
+  absl::Mutex mu_;
+  std::string last_peer_ ABSL_GUARDED_BY(mu_);
+};
+
+class ProxyIntegrationTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto echo = EchoServer::Start("127.0.0.1:0");
+    ASSERT_TRUE(echo.ok()) << echo.status();
+    echo_ = echo->release();
+
+    auto ca = testing::TestCa::Create();
+    ASSERT_TRUE(ca.ok()) << ca.status();
+    ca_ = ca->release();
+    auto client_sec = testing::TestSecurity::Create(*ca_, kClientId);
+    ASSERT_TRUE(client_sec.ok()) << client_sec.status();
+    client_security_ = client_sec->release();
+    auto server_sec = testing::TestSecurity::Create(*ca_, kServerId);
+    ASSERT_TRUE(server_sec.ok()) << server_sec.status();
+    server_security_ = server_sec->release();
+
+    // Proxy B: inbound TLS -> echo (h2c).
+    inbound_router_ = new MapRouter();
+    inbound_filter_ = new DenyFilter();
+    ProxyOptions options;
+    options.num_workers = 2;
+    options.connect_timeout = absl::Seconds(2);
+    auto b = Proxy::Create(options, server_security_);
+    ASSERT_TRUE(b.ok()) << b.status();
+    inbound_ = b->release();
+    ListenerConfig in;
+    in.address = "127.0.0.1:0";
+    in.role = ListenerRole::kInboundTls;
+    in.router = inbound_router_;
+    in.filter = inbound_filter_;
+    in.local_identity = kServerId;
+    auto in_port = inbound_->AddListener(in);
+    ASSERT_TRUE(in_port.ok()) << in_port.status();
+    inbound_port_ = *in_port;
+
+    // Proxy A: outbound h2c -> B over mTLS.
+    outbound_router_ = new MapRouter();
+    auto a = Proxy::Create(options, client_security_);
+    ASSERT_TRUE(a.ok()) << a.status();
+    outbound_ = a->release();
+    ListenerConfig out;
+    out.address = "127.0.0.1:0";
+    out.role = ListenerRole::kOutboundH2c;
+    out.router = outbound_router_;
+    auto out_port = outbound_->AddListener(out);
+    ASSERT_TRUE(out_port.ok()) << out_port.status();
+    outbound_port_ = *out_port;
+
+    const std::string b_addr = absl::StrCat("127.0.0.1:", inbound_port_);
+    const std::string echo_addr = absl::StrCat("127.0.0.1:", echo_->port());
+    // Whatever authority reaches B goes to the app.
+    for (const char* auth : {"echo.test", "wrong-id.test"}) {
+      inbound_router_->Set(auth, {echo_addr, "", false});
+    }
+    outbound_router_->Set("echo.test", {b_addr, kServerId, true});
+    outbound_router_->Set(
+        "wrong-id.test",
+        {b_addr, "spiffe://cluster.local/ns/x/sa/other", true});
+    // A port nobody listens on: bind, read the port, close.
+    outbound_router_->Set("down.test", {"127.0.0.1:1", "", false});
+    outbound_router_->Set("plain.test", {echo_addr, "", false});
+
+    ASSERT_TRUE(inbound_->Start().ok());
+    ASSERT_TRUE(outbound_->Start().ok());
+  }
+
+  static void TearDownTestSuite() {
+    outbound_->Drain(absl::Now() + absl::Seconds(2));
+    inbound_->Drain(absl::Now() + absl::Seconds(2));
+    delete outbound_;
+    delete inbound_;
+    delete echo_;
+    delete outbound_router_;
+    delete inbound_router_;
+    delete inbound_filter_;
+    delete client_security_;
+    delete server_security_;
+    delete ca_;
+  }
+
+  static std::unique_ptr<meshguard::testing::Echo::Stub> Stub(
+      const std::string& authority) {
+    grpc::ChannelArguments args = TestChannelArguments();
+    args.SetString(GRPC_ARG_DEFAULT_AUTHORITY, authority);
+    auto channel =
+        grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", outbound_port_),
+                                  grpc::InsecureChannelCredentials(), args);
+    return meshguard::testing::Echo::NewStub(channel);
+  }
+
+  static void SetDeadline(grpc::ClientContext& ctx, absl::Duration d) {
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + d));
+  }
+
+  static inline EchoServer* echo_ = nullptr;
+  static inline testing::TestCa* ca_ = nullptr;
+  static inline testing::TestSecurity* client_security_ = nullptr;
+  static inline testing::TestSecurity* server_security_ = nullptr;
+  static inline MapRouter* inbound_router_ = nullptr;
+  static inline MapRouter* outbound_router_ = nullptr;
+  static inline DenyFilter* inbound_filter_ = nullptr;
+  static inline Proxy* inbound_ = nullptr;
+  static inline Proxy* outbound_ = nullptr;
+  static inline int inbound_port_ = 0;
+  static inline int outbound_port_ = 0;
+};
+
+std::string Metadata(const EchoResponse& r, const std::string& key) {
+  for (const auto& m : r.request_metadata()) {
+    if (m.key() == key) return m.value();
+  }
+  return "<absent>";
+}
+
+TEST_F(ProxyIntegrationTest, UnaryWithMetadataAndTrailers) {
+  auto stub = Stub("echo.test");
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, absl::Seconds(10));
+  const std::string binary("\x00\x01\xfe\xff binary", 11);
+  ctx.AddMetadata("x-custom", "hello");
+  ctx.AddMetadata("x-blob-bin", binary);
+  ctx.AddMetadata("x-forwarded-client-cert", "By=forged;URI=spiffe://evil");
+  EchoRequest req;
+  req.set_payload("ping");
+  EchoResponse resp;
+  grpc::Status status = stub->Echo(&ctx, req, &resp);
+  ASSERT_TRUE(status.ok()) << status.error_code() << " "
+                           << status.error_message();
+  EXPECT_EQ(resp.payload(), "ping");
+  EXPECT_EQ(Metadata(resp, "x-custom"), "hello");
+  EXPECT_EQ(Metadata(resp, "x-blob-bin"), binary);
+  EXPECT_EQ(Metadata(resp, "x-filter-added"), "1");
+  // The inbound proxy replaced the forged header with the verified peer.
+  EXPECT_THAT(resp.forwarded_client_cert(),
+              HasSubstr(absl::StrCat("By=", kServerId, ";Hash=")));
+  EXPECT_THAT(resp.forwarded_client_cert(),
+              HasSubstr(absl::StrCat(";URI=", kClientId)));
+  EXPECT_THAT(resp.forwarded_client_cert(), ::testing::Not(HasSubstr("evil")));
+  EXPECT_EQ(inbound_filter_->last_peer(), kClientId);
+  // grpc-timeout crossed both proxies.
+  EXPECT_GT(resp.deadline_remaining_ms(), 5000);
+  EXPECT_LE(resp.deadline_remaining_ms(), 10000);
+  // Initial metadata and trailers came back.
+  auto initial = ctx.GetServerInitialMetadata();
+  auto it = initial.find("echo-initial");
+  ASSERT_NE(it, initial.end());
+  EXPECT_EQ(std::string(it->second.data(), it->second.size()), "present");
+  auto trailers = ctx.GetServerTrailingMetadata();
+  auto t = trailers.find("echoed-x-blob-bin");
+  ASSERT_NE(t, trailers.end());
+  EXPECT_EQ(std::string(t->second.data(), t->second.size()), binary);
+}
+
+TEST_F(ProxyIntegrationTest, StatusAndTrailersPassThrough) {
+  auto stub = Stub("echo.test");
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, absl::Seconds(10));
+  meshguard::testing::StatusRequest req;
+  req.set_code(grpc::StatusCode::RESOURCE_EXHAUSTED);
+  req.set_message("too much: 100% \xe2\x9c\x93");
+  auto* t1 = req.add_trailers();
+  t1->set_key("x-text");
+  t1->set_value("text value");
+  auto* t2 = req.add_trailers();
+  t2->set_key("x-raw-bin");
+  t2->set_value(std::string("\x00\xff\x10", 3));
+  EchoResponse resp;
+  grpc::Status status = stub->ReturnStatus(&ctx, req, &resp);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(status.error_message(), "too much: 100% \xe2\x9c\x93");
+  auto trailers = ctx.GetServerTrailingMetadata();
+  auto a = trailers.find("x-text");
+  ASSERT_NE(a, trailers.end());
+  EXPECT_EQ(std::string(a->second.data(), a->second.size()), "text value");
+  auto b = trailers.find("x-raw-bin");
+  ASSERT_NE(b, trailers.end());
+  EXPECT_EQ(std::string(b->second.data(), b->second.size()),
+            std::string("\x00\xff\x10", 3));
+}
+
+TEST_F(ProxyIntegrationTest, FilterDenialIsPermissionDenied) {
+  auto stub = Stub("echo.test");
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, absl::Seconds(10));
+  ctx.AddMetadata("x-deny", "yes");
+  meshguard::testing::StatusRequest req;
+  EchoResponse resp;
+  grpc::Status status = stub->ReturnStatus(&ctx, req, &resp);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(status.error_message(), "denied by rule test-deny");
+}
+
+TEST_F(ProxyIntegrationTest, ServerStreaming) {
+  auto stub = Stub("echo.test");
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, absl::Seconds(20));
+  EchoRequest req;
+  req.set_response_count(200);
+  req.set_response_size(1000);
+  auto reader = stub->ServerStream(&ctx, req);
+  EchoResponse resp;
+  int n = 0;
+  while (reader->Read(&resp)) {
+    EXPECT_EQ(resp.message_count(), n);
+    EXPECT_EQ(resp.payload().size(), 1000u);
+    ++n;
+  }
+  grpc::Status status = reader->Finish();
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(n, 200);
+}
+
+TEST_F(ProxyIntegrationTest, ClientStreaming) {
+  auto stub = Stub("echo.test");
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, absl::Seconds(20));
+  EchoResponse resp;
+  auto writer = stub->ClientStream(&ctx, &resp);
+  EchoRequest req;
+  for (int i = 0; i < 200; ++i) {
+    req.set_payload(absl::StrCat("m", i));
+    ASSERT_TRUE(writer->Write(req));
+  }
+  writer->WritesDone();
+  grpc::Status status = writer->Finish();
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(resp.message_count(), 200);
+  EXPECT_EQ(resp.payload(), "m199");
+}
+
+TEST_F(ProxyIntegrationTest, BidiStreaming) {
+  auto stub = Stub("echo.test");
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, absl::Seconds(20));
+  auto stream = stub->BidiStream(&ctx);
+  for (int i = 0; i < 100; ++i) {
+    EchoRequest req;
+    req.set_payload(absl::StrCat("p", i));
+    ASSERT_TRUE(stream->Write(req));
+    EchoResponse resp;
+    ASSERT_TRUE(stream->Read(&resp));
+    EXPECT_EQ(resp.payload(), absl::StrCat("p", i));
+  }
+  stream->WritesDone();
+  EchoResponse extra;
+  EXPECT_FALSE(stream->Read(&extra));
+  grpc::Status status = stream->Finish();
+  EXPECT_TRUE(status.ok()) << status.error_message();
+}
+
+TEST_F(ProxyIntegrationTest, LargeMessages) {
+  auto stub = Stub("echo.test");
+  for (int i = 0; i < 2; ++i) {
+    grpc::ClientContext ctx;
+    SetDeadline(ctx, absl::Seconds(30));
+    EchoRequest req;
+    req.set_payload(std::string(8 << 20, 'x'));
+    req.mutable_payload()->back() = 'z';
+    EchoResponse resp;
+    grpc::Status status = stub->Echo(&ctx, req, &resp);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(resp.payload().size(), 8u << 20);
+    EXPECT_EQ(resp.payload().back(), 'z');
+  }
+}
+
+bool WaitForCancel(meshguard::testing::Echo::Stub& stub,
+                   const std::string& token) {
+  for (int i = 0; i < 200; ++i) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+    meshguard::testing::CancelStateRequest req;
+    req.set_token(token);
+    meshguard::testing::CancelStateResponse resp;
+    if (stub.GetCancelState(&ctx, req, &resp).ok() && resp.finished()) {
+      return resp.cancelled();
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return false;
+}
+
+TEST_F(ProxyIntegrationTest, DeadlineExceededOnTimeAndServerSeesCancel) {
+  auto stub = Stub("echo.test");
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, absl::Milliseconds(300));
+  meshguard::testing::SleepRequest req;
+  req.set_token("deadline");
+  req.set_sleep_ms(10000);
+  meshguard::testing::SleepResponse resp;
+  const absl::Time start = absl::Now();
+  grpc::Status status = stub->Sleep(&ctx, req, &resp);
+  const absl::Duration took = absl::Now() - start;
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_LT(took, absl::Milliseconds(1000));
+  EXPECT_TRUE(WaitForCancel(*stub, "deadline"));
+}
+
+TEST_F(ProxyIntegrationTest, ClientCancelReachesServer) {
+  auto stub = Stub("echo.test");
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, absl::Seconds(20));
+  meshguard::testing::SleepRequest req;
+  req.set_token("cancel");
+  req.set_sleep_ms(10000);
+  std::thread canceller([&] {
+    absl::SleepFor(absl::Milliseconds(300));
+    ctx.TryCancel();
+  });
+  meshguard::testing::SleepResponse resp;
+  grpc::Status status = stub->Sleep(&ctx, req, &resp);
+  canceller.join();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_TRUE(WaitForCancel(*stub, "cancel"));
+}
+
+TEST_F(ProxyIntegrationTest, ThousandConcurrentStreamsOnOneConnection) {
+  auto stub = Stub("echo.test");
+  grpc::CompletionQueue cq;
+  constexpr int kCalls = 1000;
+  struct Call {
+    std::string expected;
+    grpc::ClientContext ctx;
+    EchoResponse resp;
+    grpc::Status status;
+    std::unique_ptr<grpc::ClientAsyncResponseReader<EchoResponse>> rpc;
+  };
+  std::vector<std::unique_ptr<Call>> calls;
+  const auto before = outbound_->TotalCounters();
+  for (int i = 0; i < kCalls; ++i) {
+    auto call = std::make_unique<Call>();
+    SetDeadline(call->ctx, absl::Seconds(30));
+    EchoRequest req;
+    req.set_payload(absl::StrCat(i));
+    call->expected = req.payload();
+    call->rpc = stub->AsyncEcho(&call->ctx, req, &cq);
+    call->rpc->Finish(&call->resp, &call->status, call.get());
+    calls.push_back(std::move(call));
+  }
+  int ok = 0;
+  for (int i = 0; i < kCalls; ++i) {
+    void* tag;
+    bool got;
+    ASSERT_TRUE(cq.Next(&tag, &got));
+    auto* call = static_cast<Call*>(tag);
+    if (call->status.ok() && call->resp.payload() == call->expected) {
+      ++ok;
+    } else {
+      ADD_FAILURE() << call->status.error_code() << " "
+                    << call->status.error_message();
+    }
+  }
+  EXPECT_EQ(ok, kCalls);
+  const auto after = outbound_->TotalCounters();
+  // One client connection carried them all.
+  EXPECT_EQ(
+      after.downstream_connections_total - before.downstream_connections_total,
+      1u);
+  cq.Shutdown();
+}
+
+TEST_F(ProxyIntegrationTest, UpstreamDownIsUnavailableConnectFailure) {
+  auto stub = Stub("down.test");
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, absl::Seconds(10));
+  EchoRequest req;
+  EchoResponse resp;
+  const absl::Time start = absl::Now();
+  grpc::Status status = stub->Echo(&ctx, req, &resp);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(status.error_message(), HasSubstr("connect failure"));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+}
+
+TEST_F(ProxyIntegrationTest, WrongUpstreamIdentityIsHandshakeFailure) {
+  auto stub = Stub("wrong-id.test");
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, absl::Seconds(10));
+  EchoRequest req;
+  EchoResponse resp;
+  grpc::Status status = stub->Echo(&ctx, req, &resp);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(status.error_message(), HasSubstr("handshake failure"));
+  EXPECT_THAT(status.error_message(), HasSubstr(kServerId));
+}
+
+TEST_F(ProxyIntegrationTest, NoRouteIsUnavailable) {
+  auto stub = Stub("nowhere.test");
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, absl::Seconds(10));
+  EchoRequest req;
+  EchoResponse resp;
+  grpc::Status status = stub->Echo(&ctx, req, &resp);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(status.error_message(), HasSubstr("no route"));
+}
+
+TEST_F(ProxyIntegrationTest, PlaintextUpstream) {
+  auto stub = Stub("plain.test");
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, absl::Seconds(10));
+  EchoRequest req;
+  req.set_payload("h2c all the way");
+  EchoResponse resp;
+  grpc::Status status = stub->Echo(&ctx, req, &resp);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(resp.payload(), "h2c all the way");
+}
+
+TEST_F(ProxyIntegrationTest, CredentialDrainMovesCallsToFreshConnections) {
+  auto stub = Stub("echo.test");
+  auto call = [&] {
+    grpc::ClientContext ctx;
+    SetDeadline(ctx, absl::Seconds(10));
+    EchoRequest req;
+    req.set_payload("x");
+    EchoResponse resp;
+    return stub->Echo(&ctx, req, &resp);
+  };
+  ASSERT_TRUE(call().ok());
+  const CounterValues before = outbound_->TotalCounters();
+  // Both test identities are version 1: every mTLS connection is older.
+  outbound_->DrainCredentialsOlderThan(2);
+  inbound_->DrainCredentialsOlderThan(2);
+  for (int i = 0; i < 200; ++i) {
+    if (outbound_->TotalCounters().connections_drained_for_credentials >
+        before.connections_drained_for_credentials) {
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_GT(outbound_->TotalCounters().connections_drained_for_credentials,
+            before.connections_drained_for_credentials);
+  ASSERT_TRUE(call().ok());
+  EXPECT_GT(outbound_->TotalCounters().upstream_connections_total,
+            before.upstream_connections_total);
+}
+
+// Not a benchmark (fastbuild, shared CPU): prints rough numbers so that a
+// regression by orders of magnitude shows.
+TEST_F(ProxyIntegrationTest, RoughTimings) {
+  auto time_calls = [](meshguard::testing::Echo::Stub& stub, int n,
+                       size_t size) {
+    EchoRequest req;
+    req.set_payload(std::string(size, 'p'));
+    const absl::Time start = absl::Now();
+    for (int i = 0; i < n; ++i) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+      EchoResponse resp;
+      EXPECT_TRUE(stub.Echo(&ctx, req, &resp).ok());
+    }
+    return (absl::Now() - start) / n;
+  };
+  grpc::ChannelArguments args = TestChannelArguments();
+  auto direct = meshguard::testing::Echo::NewStub(
+      grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", echo_->port()),
+                                grpc::InsecureChannelCredentials(), args));
+  auto h2c = Stub("plain.test");
+  auto mtls = Stub("echo.test");
+  for (auto* stub : {direct.get(), h2c.get(), mtls.get()}) {
+    time_calls(*stub, 20, 64);  // warm up connections
+  }
+  std::cout << "64 B unary, mean of 500 sequential: direct "
+            << time_calls(*direct, 500, 64) << ", via 1 proxy (h2c) "
+            << time_calls(*h2c, 500, 64) << ", via 2 proxies (mTLS) "
+            << time_calls(*mtls, 500, 64) << "\n";
+  std::cout << "8 MiB unary echo, mean of 3: direct "
+            << time_calls(*direct, 3, 8 << 20) << ", via 1 proxy (h2c) "
+            << time_calls(*h2c, 3, 8 << 20) << ", via 2 proxies (mTLS) "
+            << time_calls(*mtls, 3, 8 << 20) << "\n";
+}
+
+}  // namespace
+}  // namespace meshguard::sidecar::proxy
