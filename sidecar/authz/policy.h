@@ -56,6 +56,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -122,6 +123,11 @@ struct AuditMatch {
 
   friend bool operator==(const AuditMatch& a, const AuditMatch& b) {
     return a.rule == b.rule && a.action == b.action && a.dry_run == b.dry_run;
+  }
+  // For test failure messages.
+  friend std::ostream& operator<<(std::ostream& out, const AuditMatch& m) {
+    return out << m.rule << ":" << (m.dry_run ? "dry_run:" : "")
+               << ::meshguard::policy::v1::Action_Name(m.action);
   }
 };
 
