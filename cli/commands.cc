@@ -28,12 +28,12 @@ int Fail(absl::string_view message) {
 
 int Fail(const absl::Status& status) { return Fail(status.message()); }
 
-std::string FormatTime(absl::Time t) {
+std::string FormatUtc(absl::Time t) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
 }
 
 std::string FormatProtoTime(const google::protobuf::Timestamp& t) {
-  return FormatTime(absl::FromUnixNanos(TimeUtil::TimestampToNanoseconds(t)));
+  return FormatUtc(absl::FromUnixNanos(TimeUtil::TimestampToNanoseconds(t)));
 }
 
 absl::StatusOr<std::unique_ptr<client::CaClient>> MakeClient(
@@ -109,8 +109,8 @@ void PrintIssued(const client::IssuedCertificate& issued,
   printf("spiffe_id: %s\nserial: %s\nnot_before: %s\nnot_after: %s\n"
          "written: %s/{key.pem,cert.pem,bundle.pem}\n",
          issued.spiffe_id.c_str(), issued.serial.c_str(),
-         FormatTime(issued.not_before).c_str(),
-         FormatTime(issued.not_after).c_str(), out_dir.c_str());
+         FormatUtc(issued.not_before).c_str(),
+         FormatUtc(issued.not_after).c_str(), out_dir.c_str());
 }
 
 }  // namespace
@@ -189,8 +189,8 @@ int CertInspect(const std::string& file) {
     printf("serial: %s\n", info.serial.c_str());
     printf("subject: %s\n", info.subject.c_str());
     printf("issuer: %s\n", info.issuer.c_str());
-    printf("not_before: %s\n", FormatTime(info.not_before).c_str());
-    printf("not_after: %s\n", FormatTime(info.not_after).c_str());
+    printf("not_before: %s\n", FormatUtc(info.not_before).c_str());
+    printf("not_after: %s\n", FormatUtc(info.not_after).c_str());
     printf("key: %s\n", info.key_description.c_str());
     printf("is_ca: %s\n", info.is_ca ? "true" : "false");
     if (!info.uri_sans.empty()) {

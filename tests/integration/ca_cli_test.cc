@@ -1,0 +1,239 @@
+// What an operator sees of meshguard-ca and meshguardctl: --help, the
+// documented flag spellings, init and serve errors, verify on garbage, and
+// the CA's observability (/metrics, /healthz, /readyz, JSON log lines).
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "identity/client/ca_client.h"
+#include "tests/integration/ca_fixture.h"
+#include "tests/integration/testing/process.h"
+
+namespace meshguard::integration {
+namespace {
+
+using ::meshguard::testing::HttpGet;
+using ::meshguard::testing::HttpResponse;
+using ::meshguard::testing::MakeShortTempDir;
+using ::meshguard::testing::PickFreePort;
+using ::meshguard::testing::Process;
+using ::meshguard::testing::ProcessOptions;
+using ::meshguard::testing::RemoveTree;
+using ::meshguard::testing::WriteFile;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+// A scratch dir under /tmp, removed at the end of the test.
+class ScratchDir {
+ public:
+  ScratchDir() : path_(*MakeShortTempDir("mg-cli")) {}
+  ~ScratchDir() { RemoveTree(path_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+TEST(CaCliTest, HelpExitsZeroAndListsTheCommands) {
+  RunResult ca = RunBinary(CaBinary(), {"--help"});
+  EXPECT_EQ(ca.status.code, 0) << ca.ToString();
+  EXPECT_THAT(ca.out + ca.err, AllOf(HasSubstr("init"), HasSubstr("serve"),
+                                     HasSubstr("data_dir")))
+      << "--help lists the commands and the flags";
+
+  RunResult ctl = RunBinary(CtlBinary(), {"--help"});
+  EXPECT_EQ(ctl.status.code, 0) << ctl.ToString();
+  for (const char* command :
+       {"cert request", "cert renew", "cert inspect", "bundle fetch", "verify",
+        "token create", "revoke", "list"}) {
+    EXPECT_THAT(ctl.out + ctl.err, HasSubstr(command));
+  }
+}
+
+TEST(CaCliTest, DocumentedDashedFlagsAreAccepted) {
+  // README and `--help` spell flags with dashes (--data-dir, --out-dir,
+  // --admin-socket); absl registers them with underscores.
+  ScratchDir dir;
+  RunResult init =
+      RunBinary(CaBinary(), {"init", "--data-dir", dir.path() + "/data"});
+  EXPECT_EQ(init.status.code, 0) << init.ToString();
+  RunResult list = RunBinary(
+      CtlBinary(), {"--admin-socket", dir.path() + "/data/admin.sock", "list"});
+  EXPECT_THAT(list.err, ::testing::Not(HasSubstr("Unknown command line flag")))
+      << list.ToString();
+}
+
+TEST(CaCliTest, InitTwiceFailsNamingTheExistingFile) {
+  ScratchDir dir;
+  const std::string data = dir.path() + "/data";
+  RunResult first = RunBinary(CaBinary(), {"init", "--data_dir", data});
+  ASSERT_EQ(first.status.code, 0) << first.ToString();
+  absl::StatusOr<std::string> bundle_before =
+      meshguard::testing::ReadFile(data + "/bundle.pem");
+  RunResult second = RunBinary(CaBinary(), {"init", "--data_dir", data});
+  EXPECT_NE(second.status.code, 0) << second.ToString();
+  EXPECT_THAT(second.err,
+              AllOf(HasSubstr(data + "/"), HasSubstr("already exists")));
+  EXPECT_EQ(*meshguard::testing::ReadFile(data + "/bundle.pem"), *bundle_before)
+      << "nothing overwritten";
+}
+
+TEST(CaCliTest, ServeRefusesUnknownConfigFieldWithFileLineAndField) {
+  absl::StatusOr<std::unique_ptr<CaInstance>> ca = CaInstance::Init("cfg");
+  ASSERT_TRUE(ca.ok()) << ca.status();
+  const std::string config = (*ca)->data_dir() + "/../bad.yaml";
+  ASSERT_TRUE(WriteFile(config,
+                        "trust_domain: cluster.local\n"
+                        "max_ttl: 3600s\n"
+                        "rate_limit:\n"
+                        "  requests_per_secnd: 3\n")
+                  .ok());
+  absl::StatusOr<int> port = PickFreePort();
+  absl::StatusOr<int> http = PickFreePort();
+  ASSERT_TRUE(port.ok() && http.ok());
+  const absl::Time start = absl::Now();
+  RunResult r = RunBinary(
+      CaBinary(), {"serve", "--data_dir", (*ca)->data_dir(), "--config", config,
+                   "--listen", absl::StrCat("127.0.0.1:", *port),
+                   "--admin_listen", absl::StrCat("127.0.0.1:", *http)});
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10)) << "fails at start";
+  EXPECT_NE(r.status.code, 0) << r.ToString();
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_THAT(r.err, AllOf(HasSubstr(config), HasSubstr(":4"),
+                           HasSubstr("requests_per_secnd")))
+      << r.ToString();
+}
+
+TEST(CaCliTest, VerifyOnGarbageSaysParse) {
+  ScratchDir dir;
+  RunResult init =
+      RunBinary(CaBinary(), {"init", "--data_dir", dir.path() + "/data"});
+  ASSERT_TRUE(init.status.Success()) << init.ToString();
+  const std::string garbage = dir.path() + "/garbage.pem";
+  ASSERT_TRUE(WriteFile(garbage, "this is not a certificate\n").ok());
+  RunResult v = RunBinary(
+      CtlBinary(), {"verify", "--bundle", dir.path() + "/data/bundle.pem",
+                    "--chain", garbage});
+  EXPECT_EQ(v.status.code, 1) << v.ToString();
+  EXPECT_THAT(v.out, StartsWith("FAILED parse:")) << v.ToString();
+}
+
+// "name{a="x",b="y"} 3" -> value, for the series with exactly these labels.
+double MetricValue(const std::string& metrics, const std::string& name,
+                   const std::map<std::string, std::string>& labels) {
+  for (absl::string_view line : absl::StrSplit(metrics, '\n')) {
+    if (line.empty() || line[0] == '#') continue;
+    if (!absl::ConsumePrefix(&line, name)) continue;
+    std::map<std::string, std::string> got;
+    if (absl::ConsumePrefix(&line, "{")) {
+      size_t close = line.find('}');
+      if (close == absl::string_view::npos) continue;
+      for (absl::string_view pair :
+           absl::StrSplit(line.substr(0, close), ',', absl::SkipEmpty())) {
+        std::vector<absl::string_view> kv =
+            absl::StrSplit(pair, absl::MaxSplits('=', 1));
+        if (kv.size() != 2) continue;
+        got[std::string(kv[0])] = std::string(
+            absl::StripPrefix(absl::StripSuffix(kv[1], "\""), "\""));
+      }
+      line.remove_prefix(close + 1);
+    } else if (!line.empty() && line[0] != ' ') {
+      continue;  // a longer metric name
+    }
+    if (got != labels) continue;
+    double value = 0;
+    if (absl::SimpleAtod(absl::StripAsciiWhitespace(line), &value)) {
+      return value;
+    }
+  }
+  return -1;
+}
+
+TEST(CaObservabilityTest, MetricsHealthAndLogLinesMatchWhatHappened) {
+  absl::StatusOr<std::unique_ptr<CaInstance>> ca_or = CaInstance::Init("obs");
+  ASSERT_TRUE(ca_or.ok()) << ca_or.status();
+  CaInstance& ca = **ca_or;
+  const SigningKey key = SigningKey::Ec("ec-1");
+  const std::string jwks = ca.data_dir() + "/../jwks.json";
+  ASSERT_TRUE(WriteFile(jwks, JwksJson({key})).ok());
+  absl::Status served =
+      ca.Serve(absl::StrCat("kubernetes:\n  jwks_file: ", jwks, "\n"));
+  ASSERT_TRUE(served.ok()) << served;
+
+  for (const char* path : {"/healthz", "/readyz"}) {
+    absl::StatusOr<HttpResponse> r = HttpGet("127.0.0.1", ca.http_port(), path);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->status, 200) << path << ": " << r->body;
+  }
+
+  // 2 join-token issuances, 1 k8s-token issuance, 1 renewal; refused: 1 bad
+  // k8s token, 1 reused join token.
+  std::unique_ptr<client::CaClient> client = ca.Client();
+  absl::StatusOr<std::string> token = ca.JoinToken(SpiffeIdFor("o", "a"));
+  ASSERT_TRUE(token.ok());
+  absl::StatusOr<client::IssuedCertificate> a =
+      client->IssueWithJoinToken(*token);
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_FALSE(client->IssueWithJoinToken(*token).ok());
+  ASSERT_TRUE(ca.IssueFor(SpiffeIdFor("o", "b")).ok());
+  ASSERT_TRUE(client->IssueWithToken(MintToken(key, TokenClaims())).ok());
+  TokenClaims expired;
+  expired.expires_in = -absl::Minutes(10);
+  EXPECT_FALSE(client->IssueWithToken(MintToken(key, expired)).ok());
+  ASSERT_TRUE(client->Renew(a->ChainPem(), a->key_pem).ok());
+
+  absl::StatusOr<HttpResponse> metrics =
+      HttpGet("127.0.0.1", ca.http_port(), "/metrics");
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  ASSERT_EQ(metrics->status, 200);
+  const std::string& m = metrics->body;
+  const std::string name = "meshguard_ca_issuances_total";
+  EXPECT_EQ(MetricValue(m, name,
+                        {{"auth_method", "join_token"}, {"result", "issued"}}),
+            2)
+      << m;
+  EXPECT_EQ(MetricValue(m, name,
+                        {{"auth_method", "join_token"}, {"result", "refused"}}),
+            1);
+  EXPECT_EQ(MetricValue(m, name,
+                        {{"auth_method", "k8s_token"}, {"result", "issued"}}),
+            1);
+  EXPECT_EQ(MetricValue(m, name,
+                        {{"auth_method", "k8s_token"}, {"result", "refused"}}),
+            1);
+  EXPECT_EQ(
+      MetricValue(m, name, {{"auth_method", "renewal"}, {"result", "issued"}}),
+      1);
+
+  // One JSON line per issuance and per refusal.
+  std::vector<std::string> issued = ca.LogLines("issued");
+  std::vector<std::string> refused = ca.LogLines("issuance_refused");
+  EXPECT_EQ(issued.size(), 4u) << ca.process()->DescribeOutput();
+  EXPECT_EQ(refused.size(), 2u) << ca.process()->DescribeOutput();
+  for (const std::string& line : issued) {
+    EXPECT_THAT(line, StartsWith("{"));
+    EXPECT_THAT(line, HasSubstr("\"serial\":"));
+    EXPECT_THAT(line, HasSubstr("\"spiffe_id\":\"spiffe://cluster.local/"));
+  }
+  for (const std::string& line : refused) {
+    EXPECT_THAT(line, HasSubstr("\"reason\":"));
+  }
+  EXPECT_EQ(ca.LogLines("ca_started").size(), 1u);
+
+  // After SIGTERM: exit 0, and /readyz is gone.
+  ExitStatus stopped = ca.Stop();
+  EXPECT_TRUE(stopped.Success()) << stopped.ToString();
+  EXPECT_FALSE(HttpGet("127.0.0.1", ca.http_port(), "/readyz").ok());
+}
+
+}  // namespace
+}  // namespace meshguard::integration

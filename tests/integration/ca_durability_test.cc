@@ -1,0 +1,151 @@
+// Durability: SIGKILL meshguard-ca in the middle of a burst of issuances from
+// several client threads, restart it on the same data dir, and check what a
+// client may rely on: every certificate it received is in the issuance log,
+// and no join token used before the kill works again.
+#include <atomic>
+#include <csignal>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "identity/client/ca_client.h"
+#include "tests/integration/ca_fixture.h"
+#include "tests/integration/testing/process.h"
+
+namespace meshguard::integration {
+namespace {
+
+using ::meshguard::testing::WaitFor;
+
+constexpr int kTokens = 120;
+constexpr int kThreads = 4;
+constexpr int kKillAfterAcknowledged = 25;
+
+struct Attempt {
+  std::string id;
+  std::string token;
+  enum State { kUnused, kInFlight, kAcknowledged, kFailed } state = kUnused;
+  std::string serial;  // when acknowledged
+};
+
+TEST(CaDurabilityTest, AcknowledgedIssuancesSurviveSigkill) {
+  absl::StatusOr<std::unique_ptr<CaInstance>> ca_or = CaInstance::Init("dur");
+  ASSERT_TRUE(ca_or.ok()) << ca_or.status();
+  CaInstance& ca = **ca_or;
+  // The default rate limit is per identity; every token is another one.
+  absl::Status served = ca.Serve("");
+  ASSERT_TRUE(served.ok()) << served;
+
+  std::vector<Attempt> attempts(kTokens);
+  for (int i = 0; i < kTokens; ++i) {
+    attempts[i].id = SpiffeIdFor("burst", absl::StrCat("w", i));
+    absl::StatusOr<std::string> token = ca.JoinToken(attempts[i].id);
+    ASSERT_TRUE(token.ok()) << token.status();
+    attempts[i].token = *token;
+  }
+
+  absl::Mutex mu;
+  int next = 0;  // guarded by mu
+  std::atomic<int> acknowledged{0};
+  std::vector<std::thread> threads;
+  const client::CaClientOptions options = ca.ClientOptions();
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      absl::StatusOr<std::unique_ptr<client::CaClient>> client =
+          client::CaClient::Create(options);
+      if (!client.ok()) return;
+      while (true) {
+        int i;
+        {
+          absl::MutexLock lock(&mu);
+          if (next >= kTokens) return;
+          i = next++;
+          attempts[i].state = Attempt::kInFlight;
+        }
+        absl::StatusOr<client::IssuedCertificate> issued =
+            (*client)->IssueWithJoinToken(attempts[i].token);
+        absl::MutexLock lock(&mu);
+        if (issued.ok()) {
+          attempts[i].state = Attempt::kAcknowledged;
+          attempts[i].serial = issued->serial;
+          ++acknowledged;
+        } else {
+          attempts[i].state = Attempt::kFailed;
+          return;  // the CA is gone; stop this client
+        }
+      }
+    });
+  }
+  ASSERT_TRUE(
+      WaitFor([&] { return acknowledged.load() >= kKillAfterAcknowledged; },
+              absl::Seconds(30)))
+      << "only " << acknowledged.load() << " issuances in 30 s";
+  ExitStatus killed = ca.Kill();
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(killed.signal, SIGKILL) << killed.ToString();
+
+  int in_flight = 0, unused = 0;
+  std::set<std::string> acked_serials;
+  for (const Attempt& a : attempts) {
+    if (a.state == Attempt::kAcknowledged) acked_serials.insert(a.serial);
+    if (a.state == Attempt::kFailed || a.state == Attempt::kInFlight) {
+      ++in_flight;
+    }
+    if (a.state == Attempt::kUnused) ++unused;
+  }
+  EXPECT_GT(unused + in_flight, 0) << "the kill came after the burst";
+  ::testing::Test::RecordProperty("acknowledged",
+                                  static_cast<int>(acked_serials.size()));
+  ::testing::Test::RecordProperty("in_flight_at_kill", in_flight);
+
+  served = ca.Serve();
+  ASSERT_TRUE(served.ok()) << served;
+
+  absl::StatusOr<std::vector<ca::v1::CertificateRecord>> records = ca.Records();
+  ASSERT_TRUE(records.ok()) << records.status();
+  std::map<std::string, int> per_id;
+  std::set<std::string> logged;
+  for (const ca::v1::CertificateRecord& r : *records) {
+    logged.insert(r.serial());
+    ++per_id[r.spiffe_id()];
+  }
+  for (const std::string& serial : acked_serials) {
+    EXPECT_TRUE(logged.count(serial))
+        << "acknowledged " << serial << " is not in the issuance log";
+  }
+
+  // Tokens whose certificate was acknowledged are spent; tokens never sent
+  // still work; a token that was in flight at the kill may work only if the
+  // log has no certificate from it (it was not consumed).
+  std::unique_ptr<client::CaClient> client = ca.Client();
+  for (const Attempt& a : attempts) {
+    SCOPED_TRACE(a.id);
+    absl::StatusOr<client::IssuedCertificate> retry =
+        client->IssueWithJoinToken(a.token);
+    switch (a.state) {
+      case Attempt::kAcknowledged:
+        EXPECT_EQ(retry.status().code(), absl::StatusCode::kUnauthenticated)
+            << "a used join token worked again: " << retry.status();
+        break;
+      case Attempt::kUnused:
+        EXPECT_TRUE(retry.ok()) << retry.status();
+        break;
+      default:
+        if (retry.ok()) {
+          EXPECT_EQ(per_id[a.id], 0)
+              << "token issued twice: once before the kill, once after";
+        }
+        break;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace meshguard::integration
