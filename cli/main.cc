@@ -1,6 +1,7 @@
 // meshguardctl: the operator and workload CLI. main() parses flags and
 // dispatches; commands.cc does the work.
 #include <cstdio>
+#include <iostream>
 #include <string>
 #include <vector>
 
@@ -10,6 +11,7 @@
 #include "identity/util/flag_names.h"
 #include "absl/time/time.h"
 #include "cli/commands.h"
+#include "sidecar/authz/policy_cli.h"
 
 // Global.
 ABSL_FLAG(std::string, ca, "127.0.0.1:15012", "CA address (host:port).");
@@ -48,6 +50,12 @@ ABSL_FLAG(std::string, spiffe_id, "",
 ABSL_FLAG(std::string, serial, "", "revoke: serial (hex).");
 ABSL_FLAG(std::string, reason, "", "revoke: reason recorded with it.");
 ABSL_FLAG(bool, live, false, "list: only unexpired, unrevoked certificates.");
+ABSL_FLAG(std::string, policy, "", "policy check: the policy file (YAML).");
+ABSL_FLAG(std::string, from, "", "policy check: the caller's SPIFFE ID.");
+ABSL_FLAG(std::string, method, "",
+          "policy check: the gRPC method, /pkg.Service/Method.");
+// --header k=v may repeat; it is collected before flag parsing (absl keeps
+// only the last value of a repeated flag).
 
 namespace {
 
@@ -66,7 +74,10 @@ constexpr char kUsage[] =
     "[--trust-domain TD] [--path-only]\n"
     "  token create --spiffe-id ID [--ttl D]\n"
     "  revoke (--serial S | --spiffe-id ID) [--reason R]\n"
-    "  list [--spiffe-id ID] [--live]\n";
+    "  list [--spiffe-id ID] [--live]\n"
+    "  policy check --policy FILE --from SPIFFE_ID --method /pkg.Svc/M "
+    "[--header k=v]...\n"
+    "  policy lint FILE\n";
 
 int Usage(const std::string& error) {
   if (!error.empty()) fprintf(stderr, "meshguardctl: %s\n\n", error.c_str());
@@ -78,9 +89,27 @@ int Usage(const std::string& error) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(kUsage);
+  if (meshguard::util::PrintHelpIfAsked(argc, argv, kUsage, "cli/main.cc")) return 0;
   std::vector<std::string> storage;
   std::vector<char*> normalized =
       meshguard::util::NormalizeFlagNames(argc, argv, &storage);
+  // Pull out every --header (repeatable) before absl sees the rest.
+  std::vector<std::string> headers;
+  {
+    std::vector<char*> kept;
+    for (size_t i = 0; i + 1 < normalized.size(); ++i) {
+      std::string arg = normalized[i];
+      if (arg == "--header" && i + 2 < normalized.size()) {
+        headers.push_back(normalized[++i]);
+      } else if (arg.rfind("--header=", 0) == 0) {
+        headers.push_back(arg.substr(9));
+      } else {
+        kept.push_back(normalized[i]);
+      }
+    }
+    kept.push_back(nullptr);
+    normalized = kept;
+  }
   std::vector<char*> raw = absl::ParseCommandLine(
       static_cast<int>(normalized.size() - 1), normalized.data());
   std::vector<std::string> args(raw.begin() + 1, raw.end());
@@ -137,6 +166,15 @@ int main(int argc, char** argv) {
   if (cmd == "list" && args.size() == 1) {
     return meshguard::cli::List(g, absl::GetFlag(FLAGS_spiffe_id),
                                 absl::GetFlag(FLAGS_live));
+  }
+  if (cmd == "policy" && sub == "check" && args.size() == 2) {
+    return meshguard::sidecar::authz::RunPolicyCheck(
+        absl::GetFlag(FLAGS_policy), absl::GetFlag(FLAGS_from),
+        absl::GetFlag(FLAGS_method), headers, std::cout);
+  }
+  if (cmd == "policy" && sub == "lint") {
+    if (args.size() != 3) return Usage("policy lint takes one FILE");
+    return meshguard::sidecar::authz::RunPolicyLint(args[2], std::cout);
   }
   std::string joined;
   for (const std::string& a : args) joined += (joined.empty() ? "" : " ") + a;

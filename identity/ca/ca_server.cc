@@ -86,7 +86,14 @@ bool LooksLikeIp(const std::string& host) {
 struct Caller {
   std::string spiffe_id;
   std::string auth_method;  // k8s_token | join_token | renewal | admin_socket
+  std::string join_token_hash;  // join_token: consumed just before signing
 };
+
+// "ipv4:127.0.0.1:5000" -> "ipv4:127.0.0.1": the peer without its port.
+std::string PeerHost(const std::string& peer) {
+  size_t colon = peer.rfind(':');
+  return colon == std::string::npos ? peer : peer.substr(0, colon);
+}
 
 // Everything the services share. Thread-safe.
 class CaState final {
@@ -101,7 +108,10 @@ class CaState final {
         publisher_(config_.trust_domain()),
         limiter_(config_.rate_limit().requests_per_second(),
                  config_.rate_limit().burst(), /*max_keys=*/100000,
-                 util::RealClock()) {
+                 util::RealClock()),
+        failure_limiter_(config_.rate_limit().requests_per_second(),
+                         config_.rate_limit().burst(), /*max_keys=*/100000,
+                         util::RealClock()) {
     issuances_ = metrics_.AddCounter(
         "meshguard_ca_issuances_total",
         "Certificates issued and refused, by how the caller authenticated.",
@@ -240,6 +250,10 @@ class CaState final {
     revocations_->WithLabels({})->Inc(n);
   }
   bool AllowRate(const std::string& key) { return limiter_.Allow(key); }
+  bool PeerMayTry(const std::string& key) {
+    return failure_limiter_.WouldAllow(key);
+  }
+  void ChargeFailure(const std::string& key) { failure_limiter_.Allow(key); }
 
   bool IsAdmin(const std::string& spiffe_id) const {
     for (const std::string& admin : config_.admin_ids()) {
@@ -257,6 +271,7 @@ class CaState final {
   std::unique_ptr<JwtAuthenticator> jwt_;
   BundlePublisher publisher_;
   util::RateLimiter limiter_;
+  util::RateLimiter failure_limiter_;
   util::MetricsRegistry metrics_;
   util::CounterFamily* issuances_;
   util::CounterFamily* failures_;
@@ -390,8 +405,11 @@ class CertificateAuthorityImpl final
                       grpc::StatusCode::UNAUTHENTICATED,
                       "join token is malformed");
       }
-      absl::StatusOr<std::string> id = state_->store().ConsumeJoinToken(
-          crypto::Sha256Hex(request.join_token()), now);
+      // Only looked up here: it is consumed after every other check, so a
+      // request refused for another reason does not burn it.
+      caller->join_token_hash = crypto::Sha256Hex(request.join_token());
+      absl::StatusOr<std::string> id =
+          state_->store().LookupJoinToken(caller->join_token_hash, now);
       if (!id.ok()) {
         // The store's message names the token's identity; an
         // unauthenticated caller gets only the reason, the log gets all.
@@ -458,9 +476,18 @@ class CertificateAuthorityImpl final
                      const v1::IssueCertificateRequest& request,
                      v1::IssueCertificateResponse* response) {
     const std::string requester = context->peer();
+    const std::string peer_key = absl::StrCat("peer:", PeerHost(requester));
+    // Callers that keep failing to authenticate are throttled by address,
+    // so guessing tokens is slow; good callers are never charged here.
+    if (!state_->PeerMayTry(peer_key)) {
+      return Refuse(state_, "none", "rate_limited", requester,
+                    grpc::StatusCode::RESOURCE_EXHAUSTED,
+                    "too many failed authentications from this address");
+    }
     Caller caller;
     if (grpc::Status s = Authenticate(context, request, requester, &caller);
         !s.ok()) {
+      state_->ChargeFailure(peer_key);
       return s;
     }
     if (!state_->AllowRate(caller.spiffe_id)) {
@@ -517,6 +544,17 @@ class CertificateAuthorityImpl final
           grpc::StatusCode::PERMISSION_DENIED,
           absl::StrCat(caller.spiffe_id, " is not in this CA's trust domain ",
                        state_->config().trust_domain()));
+    }
+
+    if (!caller.join_token_hash.empty()) {
+      absl::StatusOr<std::string> consumed = state_->store().ConsumeJoinToken(
+          caller.join_token_hash, absl::Now());
+      if (!consumed.ok() || *consumed != caller.spiffe_id) {
+        std::string full(consumed.status().message());
+        return Refuse(state_, caller.auth_method, "bad_join_token", requester,
+                      grpc::StatusCode::UNAUTHENTICATED,
+                      full.substr(0, full.find(" (")), full);
+      }
     }
 
     absl::Duration ttl = ToAbsl(state_->config().default_ttl());

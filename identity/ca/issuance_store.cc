@@ -567,6 +567,36 @@ absl::StatusOr<std::string> IssuanceStore::ConsumeJoinToken(
   return spiffe_id;
 }
 
+absl::StatusOr<std::string> IssuanceStore::LookupJoinToken(
+    const std::string& token_hash, absl::Time now) {
+  MG_RETURN_IF_ERROR(ValidateTokenHash(token_hash));
+  const std::string label = TokenLabel(token_hash);
+  absl::MutexLock lock(&mu_);
+  MG_ASSIGN_OR_RETURN(
+      Statement s,
+      Statement::Prepare(db_.get(), path_,
+                         "SELECT spiffe_id, expires_at_us, used_at_us "
+                         "FROM join_token WHERE token_hash = ?1"));
+  s.Bind(1, token_hash);
+  MG_ASSIGN_OR_RETURN(bool row,
+                      s.Step(absl::StrCat("cannot read join token ", label)));
+  if (!row) {
+    return absl::UnauthenticatedError(
+        absl::StrCat("unknown join token (", label, ")"));
+  }
+  std::string spiffe_id = s.Text(0);
+  if (!s.IsNull(2)) {
+    return absl::UnauthenticatedError(
+        absl::StrCat("join token already used (", label, ", for ", spiffe_id,
+                     ")"));
+  }
+  if (now >= s.Time(1)) {
+    return absl::UnauthenticatedError(absl::StrCat(
+        "join token expired (", label, ", for ", spiffe_id, ")"));
+  }
+  return spiffe_id;
+}
+
 absl::StatusOr<std::vector<std::string>> IssuanceStore::RevokeSerial(
     const std::string& serial, const std::string& reason, absl::Time now) {
   absl::MutexLock lock(&mu_);

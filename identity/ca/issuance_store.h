@@ -98,6 +98,12 @@ class IssuanceStore final {
   absl::StatusOr<std::string> ConsumeJoinToken(const std::string& token_hash,
                                                absl::Time now);
 
+  // The checks of ConsumeJoinToken without using the token up: its SPIFFE
+  // ID if it could be consumed at `now`, else the same errors. Lets the CA
+  // refuse a request for other reasons without burning the token.
+  absl::StatusOr<std::string> LookupJoinToken(const std::string& token_hash,
+                                              absl::Time now);
+
   // Revokes one certificate. Returns {serial} if this call revoked it, an
   // empty vector if it was already revoked; NOT_FOUND for an unknown serial.
   absl::StatusOr<std::vector<std::string>> RevokeSerial(

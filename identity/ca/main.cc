@@ -113,6 +113,7 @@ int RunServe() {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(kUsage);
+  if (meshguard::util::PrintHelpIfAsked(argc, argv, kUsage, "identity/ca/main.cc")) return 0;
   std::vector<std::string> storage;
   std::vector<char*> normalized =
       meshguard::util::NormalizeFlagNames(argc, argv, &storage);

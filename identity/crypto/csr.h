@@ -27,10 +27,6 @@ inline constexpr size_t kMaxCsrPemBytes = 64 * 1024;
 // the CA's key policy: that is the CA's call (CheckIssuableKey).
 absl::StatusOr<std::string> CreateCsrPem(EVP_PKEY* key, const SpiffeId& id);
 
-// The same without any subjectAltName, for a caller that lets the CA derive
-// the identity from how it authenticated (a service-account token).
-absl::StatusOr<std::string> CreateCsrPemWithoutIdentity(EVP_PKEY* key);
-
 // The same without any subjectAltName: for bootstrap requests (join token,
 // service-account token), where the CA derives the identity from the
 // credential and the client does not know it yet.

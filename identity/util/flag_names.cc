@@ -1,5 +1,13 @@
 #include "identity/util/flag_names.h"
 
+#include <algorithm>
+#include <cstdio>
+
+#include "absl/flags/commandlineflag.h"
+#include "absl/flags/reflection.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_replace.h"
+
 namespace meshguard::util {
 
 std::vector<char*> NormalizeFlagNames(int argc, char** argv,
@@ -8,11 +16,8 @@ std::vector<char*> NormalizeFlagNames(int argc, char** argv,
   bool flags_done = false;
   for (size_t i = 1; i < storage->size(); ++i) {
     std::string& arg = (*storage)[i];
+    if (arg == "--") flags_done = true;
     if (flags_done || arg.size() < 3 || arg[0] != '-') continue;
-    if (arg == "--") {
-      flags_done = true;
-      continue;
-    }
     size_t start = arg[1] == '-' ? 2 : 1;
     size_t end = arg.find('=');
     if (end == std::string::npos) end = arg.size();
@@ -24,6 +29,38 @@ std::vector<char*> NormalizeFlagNames(int argc, char** argv,
   for (std::string& s : *storage) out.push_back(s.data());
   out.push_back(nullptr);
   return out;
+}
+
+bool PrintHelpIfAsked(int argc, char** argv, absl::string_view usage,
+                      absl::string_view flags_file) {
+  bool asked = false;
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    if (arg == "--") break;
+    if (arg == "--help" || arg == "-help" || arg == "-h" ||
+        arg == "--helpfull" || (i == 1 && arg == "help")) {
+      asked = true;
+    }
+  }
+  if (!asked) return false;
+  fputs(std::string(usage).c_str(), stdout);
+  std::vector<const absl::CommandLineFlag*> flags;
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    if (absl::EndsWith(flag->Filename(), flags_file)) flags.push_back(flag);
+  }
+  std::sort(flags.begin(), flags.end(),
+            [](const absl::CommandLineFlag* a, const absl::CommandLineFlag* b) {
+              return a->Name() < b->Name();
+            });
+  if (!flags.empty()) fputs("\nFlags:\n", stdout);
+  for (const absl::CommandLineFlag* flag : flags) {
+    std::string name = absl::StrReplaceAll(flag->Name(), {{"_", "-"}});
+    std::string def = flag->DefaultValue();
+    printf("  --%s%s\n      %s\n", name.c_str(),
+           def.empty() ? "" : (" (default: " + def + ")").c_str(),
+           flag->Help().c_str());
+  }
+  return true;
 }
 
 }  // namespace meshguard::util

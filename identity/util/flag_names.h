@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/string_view.h"
+
 namespace meshguard::util {
 
 // Rewrites dashes in flag names (the part of "--a-b=c" before '=') to
@@ -13,6 +15,13 @@ namespace meshguard::util {
 // returned argv points into; keep it alive while the argv is used.
 std::vector<char*> NormalizeFlagNames(int argc, char** argv,
                                       std::vector<std::string>* storage);
+
+// If argv asks for help (--help, -h, --helpfull or a bare "help"), prints
+// `usage` and every flag defined in a file whose path ends with
+// `flags_file` (name with dashes, default, help) to stdout and returns true.
+// absl's own --help exits 1 and lists flags by file; ours exits 0.
+bool PrintHelpIfAsked(int argc, char** argv, absl::string_view usage,
+                      absl::string_view flags_file);
 
 }  // namespace meshguard::util
 

@@ -38,6 +38,18 @@ bool RateLimiter::Allow(absl::string_view key) {
   return true;
 }
 
+bool RateLimiter::WouldAllow(absl::string_view key) {
+  if (!(rate_per_second_ > 0)) return true;
+  const absl::Time now = clock_->Now();
+  absl::MutexLock lock(&mu_);
+  auto it = buckets_.find(key);
+  if (it == buckets_.end()) return burst_ >= 1.0;
+  const Bucket& b = it->second;
+  const double elapsed =
+      std::max(0.0, absl::ToDoubleSeconds(now - b.last_refill));
+  return std::min(burst_, b.tokens + elapsed * rate_per_second_) >= 1.0;
+}
+
 size_t RateLimiter::NumKeys() const {
   absl::MutexLock lock(&mu_);
   return buckets_.size();

@@ -44,6 +44,10 @@ class RateLimiter final {
   // Takes one token from `key`'s bucket; false if it is empty.
   bool Allow(absl::string_view key);
 
+  // Whether Allow(key) would succeed now, without taking a token. For
+  // buckets charged only on failure (e.g. failed authentications per peer).
+  bool WouldAllow(absl::string_view key);
+
   // Number of buckets currently held (for tests and metrics).
   size_t NumKeys() const;
 

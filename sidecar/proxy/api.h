@@ -68,9 +68,30 @@ class Router {
   virtual absl::StatusOr<UpstreamTarget> Route(const RequestInfo& request) = 0;
 };
 
+// How a call ended, for metrics and access logs.
+struct CallSummary {
+  std::string_view authority;
+  std::string_view path;
+  std::string_view peer_identity;
+  // The grpc-status the client received: the upstream's (trailers, or a
+  // trailers-only response) or the proxy's own reply. -1 when the call
+  // ended in a reset without a status.
+  int grpc_status = -1;
+  // The proxy answered itself (denied, no route, connect or handshake
+  // failure, upstream lost before answering).
+  bool local_reply = false;
+  absl::Duration duration;
+  // DATA payload bytes received from the client / relayed back to it.
+  uint64_t request_bytes = 0;
+  uint64_t response_bytes = 0;
+};
+
 class RequestFilter {
  public:
   virtual ~RequestFilter() = default;
+  // Called once per call that reached OnRequest, when both of its streams
+  // are closed. Runs on the worker thread; must not block.
+  virtual void OnCallEnd(const CallSummary& call) {}
   // Called with the request's headers (pseudo-headers included, hop-by-hop
   // ones already removed). Returning a non-OK status denies the call: the
   // client gets a trailers-only response with that status code and message

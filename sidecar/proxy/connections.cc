@@ -330,6 +330,13 @@ void DownstreamConnection::Start() {
   if (config_.role == ListenerRole::kInboundTls &&
       worker_->security() != nullptr) {
     ssl.reset(worker_->security()->NewServerSsl());
+    if (ssl == nullptr) {
+      // A TLS listener never falls back to plaintext: no context, no call.
+      worker_->counters().downstream_handshake_tls_error.Add();
+      evutil_closesocket(fd_);
+      Close(false);
+      return;
+    }
   }
   const int options = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;
   if (ssl != nullptr) {

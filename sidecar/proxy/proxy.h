@@ -53,8 +53,10 @@ struct ProxyOptions {
 enum class ListenerRole {
   // App -> sidecar: plaintext HTTP/2 (h2c), routed by :authority.
   kOutboundH2c,
-  // Peer sidecar -> sidecar: TLS (ConnectionSecurity::NewServerSsl; nullptr
-  // there means plaintext), peer identity known to the filter;
+  // Peer sidecar -> sidecar: TLS (ConnectionSecurity::NewServerSsl; a
+  // nullptr there closes the connection; plaintext only when the Proxy has
+  // no ConnectionSecurity at all, for tests), peer identity known to the
+  // filter;
   // x-forwarded-client-cert is replaced.
   kInboundTls,
 };

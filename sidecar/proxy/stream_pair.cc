@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "sidecar/proxy/headers.h"
 
@@ -91,9 +92,25 @@ StreamPair::StreamPair(const DownstreamContext& context,
       counters_(context.counters),
       connector_(context.connector),
       downstream_(downstream),
-      downstream_id_(downstream_stream_id) {
+      downstream_id_(downstream_stream_id),
+      filter_(context.filter),
+      start_(absl::Now()) {
   counters_->streams_active.Add();
 }
+
+namespace {
+
+int GrpcStatusOf(const HeaderList& headers) {
+  int code = -1;
+  std::string_view value = FindHeader(headers, "grpc-status");
+  if (value.empty() ||
+      !absl::SimpleAtoi(absl::string_view(value.data(), value.size()), &code)) {
+    return -1;
+  }
+  return code;
+}
+
+}  // namespace
 
 StreamPair::~StreamPair() {
   // Normally both sides are closed by now; this covers teardown paths.
@@ -113,16 +130,19 @@ void StreamPair::OnRequestHeaders(HeaderList headers, bool end_stream) {
       headers.push_back({"x-forwarded-client-cert", context_.xfcc});
     }
   }
-  // Copies: the filter may reallocate `headers`.
-  const std::string authority(FindHeader(headers, ":authority"));
-  const std::string path(FindHeader(headers, ":path"));
+  // Copies: the filter may reallocate `headers`, and OnCallEnd comes after
+  // the connection's context may be gone.
+  authority_ = std::string(FindHeader(headers, ":authority"));
+  path_ = std::string(FindHeader(headers, ":path"));
+  peer_identity_ = context_.peer_identity;
   RequestInfo info;
-  info.authority = authority;
-  info.path = path;
-  info.peer_identity = context_.peer_identity;
+  info.authority = authority_;
+  info.path = path_;
+  info.peer_identity = peer_identity_;
   info.original_destination = context_.original_destination;
 
   if (context_.filter != nullptr) {
+    filtered_ = true;
     absl::Status verdict = context_.filter->OnRequest(info, headers);
     if (!verdict.ok()) {
       counters_->requests_denied.Add();
@@ -185,6 +205,7 @@ void StreamPair::OnRequestData(const uint8_t* data, size_t size) {
     downstream_->Consume(downstream_id_, size);
     return;
   }
+  request_bytes_ += size;
   // Not credited back until the upstream session takes it (ReadRequestBody):
   // the client can never have more than a window's worth buffered here.
   request_body_.Append(data, size);
@@ -216,6 +237,9 @@ void StreamPair::OnResponseHeaders(HeaderList headers, HeadersKind kind,
                                    bool end_stream) {
   if (kind == HeadersKind::kInformational || answered_locally_) return;
   RemoveHopByHop(headers);
+  if (kind == HeadersKind::kTrailers || end_stream) {
+    grpc_status_ = GrpcStatusOf(headers);
+  }
   if (kind == HeadersKind::kTrailers) {
     response_trailers_ = std::move(headers);
     OnResponseEnd();
@@ -236,6 +260,7 @@ void StreamPair::OnResponseData(const uint8_t* data, size_t size) {
     upstream_->Consume(upstream_id_, size);
     return;
   }
+  response_bytes_ += size;
   response_body_.Append(data, size);
   downstream_->ResumeData(downstream_id_);
 }
@@ -272,6 +297,9 @@ void StreamPair::LocalReply(absl::StatusCode code, const std::string& message) {
   discard_request_ = true;
   downstream_->Consume(downstream_id_, request_body_.size());
   request_body_.Clear();
+  if (!response_started_ || !response_end_) {
+    grpc_status_ = static_cast<int>(code);
+  }
   if (!response_started_) {
     response_started_ = true;
     response_end_ = true;
@@ -367,6 +395,18 @@ void StreamPair::MaybeFinish() {
     return;
   }
   finished_ = true;
+  if (filter_ != nullptr && filtered_) {
+    CallSummary call;
+    call.authority = authority_;
+    call.path = path_;
+    call.peer_identity = peer_identity_;
+    call.grpc_status = grpc_status_;
+    call.local_reply = answered_locally_;
+    call.duration = absl::Now() - start_;
+    call.request_bytes = request_bytes_;
+    call.response_bytes = response_bytes_;
+    filter_->OnCallEnd(call);
+  }
   dispatcher_->DeferredDelete(std::unique_ptr<Deletable>(this));
 }
 

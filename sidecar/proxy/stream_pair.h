@@ -21,6 +21,8 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "sidecar/proxy/api.h"
 #include "sidecar/proxy/counters.h"
 #include "sidecar/proxy/http2_session.h"
@@ -173,6 +175,17 @@ class StreamPair final : public Deletable, private UpstreamWaiter {
   bool answered_locally_ = false;
   bool upstream_answered_ = false;
   bool finished_ = false;
+
+  // For the RequestFilter's OnCallEnd.
+  RequestFilter* const filter_;
+  const absl::Time start_;
+  bool filtered_ = false;  // OnRequest ran: OnCallEnd is owed
+  std::string authority_;
+  std::string path_;
+  std::string peer_identity_;
+  int grpc_status_ = -1;
+  uint64_t request_bytes_ = 0;
+  uint64_t response_bytes_ = 0;
 };
 
 }  // namespace meshguard::sidecar::proxy

@@ -47,7 +47,7 @@ TEST(CaCliTest, HelpExitsZeroAndListsTheCommands) {
   RunResult ca = RunBinary(CaBinary(), {"--help"});
   EXPECT_EQ(ca.status.code, 0) << ca.ToString();
   EXPECT_THAT(ca.out + ca.err, AllOf(HasSubstr("init"), HasSubstr("serve"),
-                                     HasSubstr("data_dir")))
+                                     HasSubstr("data-dir")))
       << "--help lists the commands and the flags";
 
   RunResult ctl = RunBinary(CtlBinary(), {"--help"});

@@ -6,7 +6,7 @@
 namespace meshguard::util {
 namespace {
 
-std::vector<std::string> Run(std::vector<std::string> args) {
+std::vector<std::string> Normalize(std::vector<std::string> args) {
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   std::vector<std::string> storage;
@@ -17,7 +17,7 @@ std::vector<std::string> Run(std::vector<std::string> args) {
 }
 
 TEST(FlagNamesTest, DashesInNamesOnly) {
-  EXPECT_THAT(Run({"prog", "--data-dir=/a-b", "--ca-bundle", "x-y.pem",
+  EXPECT_THAT(Normalize({"prog", "--data-dir=/a-b", "--ca-bundle", "x-y.pem",
                    "-trust-domain=td", "cert", "request"}),
               ::testing::ElementsAre("prog", "--data_dir=/a-b", "--ca_bundle",
                                      "x-y.pem", "-trust_domain=td", "cert",
@@ -25,12 +25,12 @@ TEST(FlagNamesTest, DashesInNamesOnly) {
 }
 
 TEST(FlagNamesTest, StopsAtDoubleDash) {
-  EXPECT_THAT(Run({"prog", "--a-b", "--", "--c-d"}),
+  EXPECT_THAT(Normalize({"prog", "--a-b", "--", "--c-d"}),
               ::testing::ElementsAre("prog", "--a_b", "--", "--c-d"));
 }
 
 TEST(FlagNamesTest, LeavesShortArgumentsAlone) {
-  EXPECT_THAT(Run({"prog", "-", "--", "a-b"}),
+  EXPECT_THAT(Normalize({"prog", "-", "--", "a-b"}),
               ::testing::ElementsAre("prog", "-", "--", "a-b"));
 }
 
