@@ -106,11 +106,12 @@ absl::Status WriteCredentials(const std::string& out_dir,
 
 void PrintIssued(const client::IssuedCertificate& issued,
                  const std::string& out_dir) {
-  printf("spiffe_id: %s\nserial: %s\nnot_before: %s\nnot_after: %s\n"
-         "written: %s/{key.pem,cert.pem,bundle.pem}\n",
-         issued.spiffe_id.c_str(), issued.serial.c_str(),
-         FormatUtc(issued.not_before).c_str(),
-         FormatUtc(issued.not_after).c_str(), out_dir.c_str());
+  printf(
+      "spiffe_id: %s\nserial: %s\nnot_before: %s\nnot_after: %s\n"
+      "written: %s/{key.pem,cert.pem,bundle.pem}\n",
+      issued.spiffe_id.c_str(), issued.serial.c_str(),
+      FormatUtc(issued.not_before).c_str(), FormatUtc(issued.not_after).c_str(),
+      out_dir.c_str());
 }
 
 }  // namespace
@@ -175,7 +176,8 @@ int CertInspect(const std::string& file) {
   if (!pem.ok()) return Fail(pem.status());
   absl::StatusOr<std::vector<crypto::X509Ptr>> chain =
       crypto::ParseCertificateChainPem(*pem);
-  if (!chain.ok()) return Fail(absl::StrCat(file, ": ", chain.status().message()));
+  if (!chain.ok())
+    return Fail(absl::StrCat(file, ": ", chain.status().message()));
   for (size_t i = 0; i < chain->size(); ++i) {
     crypto::CertificateInfo info =
         crypto::DescribeCertificate((*chain)[i].get());
@@ -223,11 +225,12 @@ int BundleFetch(const GlobalOptions& g, const std::string& out_dir) {
       !s.ok()) {
     return Fail(s);
   }
-  printf("trust_domain: %s\nroots: %d\nsequence_number: %llu\n"
-         "written: %s/{bundle.pem,crl.pem}\n",
-         bundle->trust_domain().c_str(), bundle->root_certificates_pem_size(),
-         static_cast<unsigned long long>(bundle->sequence_number()),
-         out_dir.c_str());
+  printf(
+      "trust_domain: %s\nroots: %d\nsequence_number: %llu\n"
+      "written: %s/{bundle.pem,crl.pem}\n",
+      bundle->trust_domain().c_str(), bundle->root_certificates_pem_size(),
+      static_cast<unsigned long long>(bundle->sequence_number()),
+      out_dir.c_str());
   return 0;
 }
 
@@ -264,13 +267,15 @@ int Verify(const VerifyArgs& args) {
   absl::StatusOr<std::shared_ptr<const crypto::TrustBundle>> bundle =
       crypto::TrustBundle::Create(td, {*roots}, crls);
   if (!bundle.ok()) {
-    return Fail(absl::StrCat(args.bundle_file, ": ", bundle.status().message()));
+    return Fail(
+        absl::StrCat(args.bundle_file, ": ", bundle.status().message()));
   }
   if (args.path_only) {
     absl::StatusOr<std::vector<crypto::X509Ptr>> certs =
         crypto::ParseCertificateChainPem(*chain);
     if (!certs.ok()) {
-      printf("FAILED parse: %s\n", std::string(certs.status().message()).c_str());
+      printf("FAILED parse: %s\n",
+             std::string(certs.status().message()).c_str());
       return 1;
     }
     std::vector<X509*> intermediates;

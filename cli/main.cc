@@ -8,9 +8,9 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "identity/util/flag_names.h"
 #include "absl/time/time.h"
 #include "cli/commands.h"
+#include "identity/util/flag_names.h"
 #include "sidecar/authz/policy_cli.h"
 
 // Global.
@@ -89,7 +89,8 @@ int Usage(const std::string& error) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(kUsage);
-  if (meshguard::util::PrintHelpIfAsked(argc, argv, kUsage, "cli/main.cc")) return 0;
+  if (meshguard::util::PrintHelpIfAsked(argc, argv, kUsage, "cli/main.cc"))
+    return 0;
   std::vector<std::string> storage;
   std::vector<char*> normalized =
       meshguard::util::NormalizeFlagNames(argc, argv, &storage);
@@ -132,10 +133,9 @@ int main(int argc, char** argv) {
         absl::GetFlag(FLAGS_ttl));
   }
   if (cmd == "cert" && sub == "renew" && args.size() == 2) {
-    return meshguard::cli::CertRenew(g, absl::GetFlag(FLAGS_cert),
-                                     absl::GetFlag(FLAGS_key),
-                                     absl::GetFlag(FLAGS_out_dir),
-                                     absl::GetFlag(FLAGS_ttl));
+    return meshguard::cli::CertRenew(
+        g, absl::GetFlag(FLAGS_cert), absl::GetFlag(FLAGS_key),
+        absl::GetFlag(FLAGS_out_dir), absl::GetFlag(FLAGS_ttl));
   }
   if (cmd == "cert" && sub == "inspect") {
     if (args.size() != 3) return Usage("cert inspect takes one FILE");

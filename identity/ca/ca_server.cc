@@ -142,9 +142,8 @@ class CaState final {
         .AddGauge("meshguard_ca_bundle_watchers",
                   "Open WatchTrustBundle streams.")
         ->WithLabels({})
-        ->SetCallback([this] {
-          return static_cast<double>(publisher_.watcher_count());
-        });
+        ->SetCallback(
+            [this] { return static_cast<double>(publisher_.watcher_count()); });
   }
 
   const CaConfig& config() const { return config_; }
@@ -206,9 +205,9 @@ class CaState final {
     }
     std::string pem(leaf.front().data(), leaf.front().size());
     if (!chain.empty()) {
-      absl::StrAppend(&pem, "\n",
-                      absl::string_view(chain.front().data(),
-                                        chain.front().size()));
+      absl::StrAppend(
+          &pem, "\n",
+          absl::string_view(chain.front().data(), chain.front().size()));
     }
     // Our own intermediate completes chains from peers that send only the
     // leaf; the verifier ignores it when unused.
@@ -246,9 +245,7 @@ class CaState final {
   void ObserveLatency(const std::string& rpc, absl::Duration d) {
     latency_->WithLabels({rpc})->Observe(absl::ToDoubleSeconds(d));
   }
-  void CountRevocations(size_t n) {
-    revocations_->WithLabels({})->Inc(n);
-  }
+  void CountRevocations(size_t n) { revocations_->WithLabels({})->Inc(n); }
   bool AllowRate(const std::string& key) { return limiter_.Allow(key); }
   bool PeerMayTry(const std::string& key) {
     return failure_limiter_.WouldAllow(key);
@@ -547,8 +544,8 @@ class CertificateAuthorityImpl final
     }
 
     if (!caller.join_token_hash.empty()) {
-      absl::StatusOr<std::string> consumed = state_->store().ConsumeJoinToken(
-          caller.join_token_hash, absl::Now());
+      absl::StatusOr<std::string> consumed =
+          state_->store().ConsumeJoinToken(caller.join_token_hash, absl::Now());
       if (!consumed.ok() || *consumed != caller.spiffe_id) {
         std::string full(consumed.status().message());
         return Refuse(state_, caller.auth_method, "bad_join_token", requester,
@@ -877,8 +874,8 @@ class CaServerImpl final : public CaServer {
     absl::StatusOr<crypto::SpiffeId> id = crypto::SpiffeId::ForServiceAccount(
         config.trust_domain(), "meshguard-system", "meshguard-ca");
     if (!id.ok()) return id.status();
-    crypto::LeafRequest request{key->get(), *id, kServingCertTtl, absl::Now(),
-                                {}, {}};
+    crypto::LeafRequest request{key->get(),  *id, kServingCertTtl,
+                                absl::Now(), {},  {}};
     request.dns_names.assign(config.server_dns_names().begin(),
                              config.server_dns_names().end());
     request.dns_names.push_back("localhost");

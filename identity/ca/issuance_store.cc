@@ -586,13 +586,12 @@ absl::StatusOr<std::string> IssuanceStore::LookupJoinToken(
   }
   std::string spiffe_id = s.Text(0);
   if (!s.IsNull(2)) {
-    return absl::UnauthenticatedError(
-        absl::StrCat("join token already used (", label, ", for ", spiffe_id,
-                     ")"));
+    return absl::UnauthenticatedError(absl::StrCat(
+        "join token already used (", label, ", for ", spiffe_id, ")"));
   }
   if (now >= s.Time(1)) {
-    return absl::UnauthenticatedError(absl::StrCat(
-        "join token expired (", label, ", for ", spiffe_id, ")"));
+    return absl::UnauthenticatedError(
+        absl::StrCat("join token expired (", label, ", for ", spiffe_id, ")"));
   }
   return spiffe_id;
 }

@@ -8,12 +8,12 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "identity/util/flag_names.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "identity/ca/ca_material.h"
 #include "identity/ca/ca_server.h"
+#include "identity/util/flag_names.h"
 #include "identity/util/yaml_config.h"
 
 ABSL_FLAG(std::string, data_dir, "",
@@ -113,7 +113,9 @@ int RunServe() {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(kUsage);
-  if (meshguard::util::PrintHelpIfAsked(argc, argv, kUsage, "identity/ca/main.cc")) return 0;
+  if (meshguard::util::PrintHelpIfAsked(argc, argv, kUsage,
+                                        "identity/ca/main.cc"))
+    return 0;
   std::vector<std::string> storage;
   std::vector<char*> normalized =
       meshguard::util::NormalizeFlagNames(argc, argv, &storage);

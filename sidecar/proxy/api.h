@@ -59,6 +59,9 @@ struct RequestInfo {
   // The local address the downstream connection arrived at ("ip:port"):
   // with iptables REDIRECT, the original destination.
   std::string_view original_destination;
+  // Scratch space the filter may fill in OnRequest (e.g. its decision and
+  // rule); handed back as CallSummary::filter_note. Owned by the call.
+  std::string* filter_note = nullptr;
 };
 
 class Router {
@@ -84,6 +87,8 @@ struct CallSummary {
   // DATA payload bytes received from the client / relayed back to it.
   uint64_t request_bytes = 0;
   uint64_t response_bytes = 0;
+  // What the filter wrote into RequestInfo::filter_note.
+  std::string_view filter_note;
 };
 
 class RequestFilter {

@@ -140,6 +140,7 @@ void StreamPair::OnRequestHeaders(HeaderList headers, bool end_stream) {
   info.path = path_;
   info.peer_identity = peer_identity_;
   info.original_destination = context_.original_destination;
+  info.filter_note = &filter_note_;
 
   if (context_.filter != nullptr) {
     filtered_ = true;
@@ -405,6 +406,7 @@ void StreamPair::MaybeFinish() {
     call.duration = absl::Now() - start_;
     call.request_bytes = request_bytes_;
     call.response_bytes = response_bytes_;
+    call.filter_note = filter_note_;
     filter_->OnCallEnd(call);
   }
   dispatcher_->DeferredDelete(std::unique_ptr<Deletable>(this));

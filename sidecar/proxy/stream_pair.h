@@ -183,6 +183,7 @@ class StreamPair final : public Deletable, private UpstreamWaiter {
   std::string authority_;
   std::string path_;
   std::string peer_identity_;
+  std::string filter_note_;
   int grpc_status_ = -1;
   uint64_t request_bytes_ = 0;
   uint64_t response_bytes_ = 0;

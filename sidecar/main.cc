@@ -1,0 +1,165 @@
+// meshguard-sidecar: parses flags and the config file, then runs the
+// sidecar (sidecar/mesh/sidecar.cc).
+#include <signal.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "identity/util/flag_names.h"
+#include "identity/util/yaml_config.h"
+#include "sidecar/config/sidecar_config.h"
+#include "sidecar/mesh/sidecar.h"
+
+ABSL_FLAG(std::string, config, "",
+          "YAML config (meshguard.config.v1.SidecarConfig). Flags given "
+          "explicitly override its fields.");
+ABSL_FLAG(std::string, trust_domain, "", "Trust domain (cluster.local).");
+ABSL_FLAG(std::string, ca, "", "CA address (127.0.0.1:15012).");
+ABSL_FLAG(std::string, ca_bundle, "",
+          "PEM roots that authenticate the CA (required).");
+ABSL_FLAG(std::string, ca_server_name, "",
+          "CA certificate name (meshguard-ca).");
+ABSL_FLAG(std::string, token_file, "",
+          "Projected service-account token file (bootstrap).");
+ABSL_FLAG(std::string, join_token, "", "One-time join token (bootstrap).");
+ABSL_FLAG(absl::Duration, ttl, absl::ZeroDuration(),
+          "Requested certificate lifetime (0: the CA's default).");
+ABSL_FLAG(std::string, app, "", "The local app, h2c (127.0.0.1:8080).");
+ABSL_FLAG(std::string, inbound_listen, "",
+          "Inbound mTLS listener (0.0.0.0:15006).");
+ABSL_FLAG(std::string, outbound_listen, "",
+          "Outbound h2c listener for the app's calls (127.0.0.1:15001).");
+ABSL_FLAG(std::string, admin_listen, "",
+          "Admin HTTP endpoint (127.0.0.1:15000).");
+ABSL_FLAG(std::string, policy, "", "Authorization policy file (YAML).");
+ABSL_FLAG(uint32_t, workers, 0, "Event-loop threads (0: one per CPU).");
+ABSL_FLAG(std::vector<std::string>, route, {},
+          "Outbound routes, comma-separated AUTHORITY=HOST:PORT[=SPIFFE_ID].");
+ABSL_FLAG(bool, transparent, false,
+          "Dial the original destination when no route matches (iptables "
+          "interception).");
+ABSL_FLAG(std::string, access_log, "", "Access log: stdout, off, or a file.");
+ABSL_FLAG(absl::Duration, bootstrap_timeout, absl::Minutes(2),
+          "How long to keep trying for the first certificate.");
+
+namespace {
+
+constexpr char kUsage[] =
+    "meshguard-sidecar: mTLS, identity and authorization beside a gRPC "
+    "service.\n\n"
+    "Usage:\n"
+    "  meshguard-sidecar --ca-bundle FILE (--join-token T | --token-file F)\n"
+    "      [--config sidecar.yaml] [--app 127.0.0.1:8080] [--policy FILE]\n"
+    "      [--route AUTHORITY=HOST:PORT[=SPIFFE_ID],...] [--transparent]\n\n"
+    "Listens for the app's calls on --outbound-listen (h2c), for peers on\n"
+    "--inbound-listen (mTLS), and serves /metrics, /healthz, /readyz, /certs,\n"
+    "/config_dump and /policy on --admin-listen.\n";
+
+int Fail(const std::string& message) {
+  fprintf(stderr, "meshguard-sidecar: %s\n", message.c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (meshguard::util::PrintHelpIfAsked(argc, argv, kUsage,
+                                        "sidecar/main.cc")) {
+    return 0;
+  }
+  absl::SetProgramUsageMessage(kUsage);
+  std::vector<std::string> storage;
+  std::vector<char*> normalized =
+      meshguard::util::NormalizeFlagNames(argc, argv, &storage);
+  std::vector<char*> args = absl::ParseCommandLine(
+      static_cast<int>(normalized.size() - 1), normalized.data());
+  if (args.size() != 1) {
+    return Fail(
+        absl::StrCat("unexpected argument \"", args[1], "\" (try --help)"));
+  }
+
+  meshguard::config::v1::SidecarConfig config;
+  if (const std::string path = absl::GetFlag(FLAGS_config); !path.empty()) {
+    if (absl::Status s = meshguard::util::LoadYamlFile(path, &config);
+        !s.ok()) {
+      return Fail(std::string(s.message()));
+    }
+  }
+  auto set = [](const std::string& value, auto setter) {
+    if (!value.empty()) setter(value);
+  };
+  set(absl::GetFlag(FLAGS_trust_domain),
+      [&](const std::string& v) { config.set_trust_domain(v); });
+  set(absl::GetFlag(FLAGS_ca),
+      [&](const std::string& v) { config.mutable_ca()->set_address(v); });
+  set(absl::GetFlag(FLAGS_ca_bundle), [&](const std::string& v) {
+    config.mutable_ca()->set_ca_bundle_file(v);
+  });
+  set(absl::GetFlag(FLAGS_ca_server_name),
+      [&](const std::string& v) { config.mutable_ca()->set_server_name(v); });
+  set(absl::GetFlag(FLAGS_token_file),
+      [&](const std::string& v) { config.mutable_ca()->set_token_file(v); });
+  set(absl::GetFlag(FLAGS_join_token),
+      [&](const std::string& v) { config.mutable_ca()->set_join_token(v); });
+  if (absl::GetFlag(FLAGS_ttl) > absl::ZeroDuration()) {
+    config.mutable_ca()->mutable_ttl()->set_seconds(
+        absl::ToInt64Seconds(absl::GetFlag(FLAGS_ttl)));
+  }
+  set(absl::GetFlag(FLAGS_app),
+      [&](const std::string& v) { config.set_app_address(v); });
+  set(absl::GetFlag(FLAGS_inbound_listen), [&](const std::string& v) {
+    config.mutable_listeners()->set_inbound(v);
+  });
+  set(absl::GetFlag(FLAGS_outbound_listen), [&](const std::string& v) {
+    config.mutable_listeners()->set_outbound(v);
+  });
+  set(absl::GetFlag(FLAGS_admin_listen),
+      [&](const std::string& v) { config.mutable_listeners()->set_admin(v); });
+  set(absl::GetFlag(FLAGS_policy),
+      [&](const std::string& v) { config.set_policy_file(v); });
+  set(absl::GetFlag(FLAGS_access_log),
+      [&](const std::string& v) { config.mutable_access_log()->set_path(v); });
+  if (absl::GetFlag(FLAGS_workers) > 0) {
+    config.set_workers(absl::GetFlag(FLAGS_workers));
+  }
+  if (absl::GetFlag(FLAGS_transparent)) config.set_transparent(true);
+  for (const std::string& route : absl::GetFlag(FLAGS_route)) {
+    std::vector<std::string> parts = absl::StrSplit(route, '=');
+    if (parts.size() < 2 || parts.size() > 3) {
+      return Fail(absl::StrCat("--route \"", route,
+                               "\": want AUTHORITY=HOST:PORT[=SPIFFE_ID]"));
+    }
+    auto* r = config.add_routes();
+    r->set_authority(parts[0]);
+    r->set_upstream(parts[1]);
+    if (parts.size() == 3) r->set_spiffe_id(parts[2]);
+  }
+
+  meshguard::sidecar::ApplySidecarDefaults(&config);
+  if (absl::Status s = meshguard::sidecar::ValidateSidecarConfig(config);
+      !s.ok()) {
+    return Fail(std::string(s.message()));
+  }
+
+  // Block the stop signals in every thread (they inherit the mask), so the
+  // main thread can wait for them synchronously.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  meshguard::sidecar::RunOptions options;
+  options.bootstrap_timeout = absl::GetFlag(FLAGS_bootstrap_timeout);
+  if (absl::Status s = meshguard::sidecar::RunSidecar(config, options);
+      !s.ok()) {
+    return Fail(std::string(s.message()));
+  }
+  return 0;
+}

@@ -1,0 +1,215 @@
+#include "sidecar/mesh/filters.h"
+
+#include <netdb.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "identity/util/json_log.h"
+#include "sidecar/authz/policy.h"
+
+namespace meshguard::sidecar {
+namespace {
+
+// The policy engine's view of a call's metadata. Repeated keys are joined
+// with "," as HTTP/2 allows; pseudo-headers are not metadata.
+class HeaderListMap final : public authz::HeaderMap {
+ public:
+  explicit HeaderListMap(const proxy::HeaderList& headers)
+      : headers_(headers) {}
+
+  std::optional<absl::string_view> Get(
+      absl::string_view lowercase_name) const override {
+    const proxy::Header* first = nullptr;
+    for (const proxy::Header& h : headers_) {
+      if (h.name.empty() || h.name[0] == ':' || h.name != lowercase_name) {
+        continue;
+      }
+      if (first == nullptr) {
+        first = &h;
+      } else {
+        if (joined_.empty()) joined_ = first->value;
+        absl::StrAppend(&joined_, ",", h.value);
+      }
+    }
+    if (first == nullptr) return std::nullopt;
+    if (!joined_.empty()) return absl::string_view(joined_);
+    return absl::string_view(first->value);
+  }
+
+ private:
+  const proxy::HeaderList& headers_;
+  mutable std::string joined_;
+};
+
+absl::string_view View(std::string_view s) {
+  return absl::string_view(s.data(), s.size());
+}
+
+const char* ActionName(authz::Action action) {
+  switch (action) {
+    case meshguard::policy::v1::ALLOW:
+      return "allow";
+    case meshguard::policy::v1::DENY:
+      return "deny";
+    case meshguard::policy::v1::AUDIT:
+      return "audit";
+    default:
+      return "unknown";
+  }
+}
+
+}  // namespace
+
+absl::Status InboundFilter::OnRequest(const proxy::RequestInfo& request,
+                                      proxy::HeaderList& headers) {
+  std::shared_ptr<const authz::PolicySnapshot> snapshot = policy_->Current();
+  HeaderListMap metadata(headers);
+  authz::Request query;
+  query.peer_spiffe_id = View(request.peer_identity);
+  query.method = View(request.path);
+  query.headers = &metadata;
+  authz::Decision decision = snapshot->policy->Evaluate(query);
+  for (const authz::AuditMatch& audit : decision.audit_matches) {
+    const char* would = ActionName(audit.action);
+    telemetry_->RecordAudit(audit.rule, would);
+    util::LogLine("info", audit.dry_run ? "authz_dry_run" : "authz_audit")
+        .Add("rule", audit.rule)
+        .Add("would", would)
+        .Add("peer", View(request.peer_identity))
+        .Add("method", View(request.path))
+        .Emit();
+  }
+  // The note outlives the snapshot's string views: copy the rule name.
+  if (request.filter_note != nullptr) {
+    *request.filter_note =
+        absl::StrCat(decision.allowed ? "allow|" : "deny|", decision.rule);
+  }
+  if (decision.allowed) return absl::OkStatus();
+  if (decision.rule_index < 0) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("meshguard: ", View(request.peer_identity),
+                     " may not call ", View(request.path),
+                     ": denied by the default policy (no rule allows it)"));
+  }
+  return absl::PermissionDeniedError(absl::StrCat(
+      "meshguard: ", View(request.peer_identity), " may not call ",
+      View(request.path), ": denied by rule \"", decision.rule, "\""));
+}
+
+void InboundFilter::OnCallEnd(const proxy::CallSummary& call) {
+  absl::string_view note = View(call.filter_note);
+  size_t bar = note.find('|');
+  CallRecord record;
+  record.direction = "inbound";
+  record.principal = View(call.peer_identity);
+  record.decision =
+      bar == absl::string_view::npos ? "none" : note.substr(0, bar);
+  record.rule = bar == absl::string_view::npos ? "" : note.substr(bar + 1);
+  telemetry_->Record(record, call);
+}
+
+void OutboundObserver::OnCallEnd(const proxy::CallSummary& call) {
+  CallRecord record;
+  record.direction = "outbound";
+  record.principal = own_id_;
+  record.decision = "none";
+  telemetry_->Record(record, call);
+}
+
+absl::StatusOr<std::string> ResolveHostPort(const std::string& address) {
+  size_t colon = address.rfind(':');
+  if (colon == std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"", address, "\" is not host:port"));
+  }
+  std::string host = address.substr(0, colon);
+  std::string port = address.substr(colon + 1);
+  if (host.size() >= 2 && host.front() == '[') return address;  // IPv6 literal
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  addrinfo* result = nullptr;
+  int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &result);
+  if (rc != 0 || result == nullptr) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot resolve ", host, ": ", gai_strerror(rc)));
+  }
+  char buf[NI_MAXHOST];
+  std::string numeric;
+  for (addrinfo* ai = result; ai != nullptr; ai = ai->ai_next) {
+    if (getnameinfo(ai->ai_addr, ai->ai_addrlen, buf, sizeof(buf), nullptr, 0,
+                    NI_NUMERICHOST) != 0) {
+      continue;
+    }
+    if (ai->ai_family == AF_INET) {
+      numeric = buf;
+      break;
+    }
+    if (numeric.empty()) numeric = absl::StrCat("[", buf, "]");
+  }
+  freeaddrinfo(result);
+  if (numeric.empty()) {
+    return absl::UnavailableError(absl::StrCat("cannot resolve ", host));
+  }
+  return absl::StrCat(numeric, ":", port);
+}
+
+absl::StatusOr<std::unique_ptr<OutboundRouter>> OutboundRouter::Create(
+    const meshguard::config::v1::SidecarConfig& config,
+    std::string own_listener) {
+  std::unique_ptr<OutboundRouter> router(new OutboundRouter());
+  router->transparent_ = config.transparent();
+  router->own_listener_ = std::move(own_listener);
+  for (int i = 0; i < config.routes_size(); ++i) {
+    const auto& route = config.routes(i);
+    absl::StatusOr<std::string> upstream = ResolveHostPort(route.upstream());
+    if (!upstream.ok()) {
+      return absl::Status(
+          upstream.status().code(),
+          absl::StrCat("config field routes[", i,
+                       "].upstream: ", upstream.status().message()));
+    }
+    proxy::UpstreamTarget target;
+    target.address = *upstream;
+    target.expected_spiffe_id = route.spiffe_id();
+    target.use_tls = true;
+    router->routes_[route.authority()] = target;
+  }
+  return router;
+}
+
+absl::StatusOr<proxy::UpstreamTarget> OutboundRouter::Route(
+    const proxy::RequestInfo& request) {
+  const absl::string_view authority = View(request.authority);
+  auto it = routes_.find(authority);
+  if (it == routes_.end()) {
+    size_t colon = authority.rfind(':');
+    if (colon != absl::string_view::npos) {
+      it = routes_.find(authority.substr(0, colon));
+    }
+  }
+  if (it != routes_.end()) return it->second;
+  const absl::string_view original = View(request.original_destination);
+  // Not redirected (the app dialed the listener itself): dialing the
+  // "original destination" would loop back into this listener.
+  const absl::string_view own_port =
+      absl::string_view(own_listener_).substr(own_listener_.rfind(':'));
+  const bool to_self =
+      original == own_listener_ || (absl::StartsWith(original, "127.") &&
+                                    absl::EndsWith(original, own_port));
+  if (transparent_ && !original.empty() && !to_self) {
+    proxy::UpstreamTarget target;
+    target.address = std::string(request.original_destination);
+    target.use_tls = true;
+    return target;
+  }
+  return absl::NotFoundError(
+      absl::StrCat("no route for authority \"", authority, "\"",
+                   transparent_ ? " and no original destination" : ""));
+}
+
+}  // namespace meshguard::sidecar
