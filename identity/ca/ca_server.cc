@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -112,6 +114,12 @@ class CaState final {
         failure_limiter_(config_.rate_limit().requests_per_second(),
                          config_.rate_limit().burst(), /*max_keys=*/100000,
                          util::RealClock()) {
+    std::vector<X509*> issuers = {material_.signer->certificate()};
+    for (X509* above : material_.signer->ChainAbove()) issuers.push_back(above);
+    for (X509* cert : issuers) {
+      // Checked at load (LoadCaMaterial parsed and re-encoded these).
+      issuer_chain_pems_.push_back(crypto::CertificateToPem(cert).value());
+    }
     issuances_ = metrics_.AddCounter(
         "meshguard_ca_issuances_total",
         "Certificates issued and refused, by how the caller authenticated.",
@@ -151,6 +159,10 @@ class CaState final {
   IssuanceStore& store() { return *store_; }
   util::MetricsRegistry& metrics() { return metrics_; }
   const CaMaterial& material() const { return material_; }
+  // The signing certificate and those above it, PEM, made once.
+  const std::vector<std::string>& issuer_chain_pems() const {
+    return issuer_chain_pems_;
+  }
 
   // Signs a new CRL from the store's revocations and publishes it with the
   // roots. Serialized so CRL numbers and bundle sequence numbers agree.
@@ -176,6 +188,13 @@ class CaState final {
                                     {*crl_pem});
     if (!bundle.ok()) return bundle.status();
     {
+      absl::MutexLock cache_lock(&peer_cache_mu_);
+      revoked_serials_.clear();
+      for (const IssuanceRecord& r : *revoked)
+        revoked_serials_.insert(r.serial);
+      peer_cache_.clear();
+    }
+    {
       absl::MutexLock vlock(&verifier_mu_);
       verifier_bundle_ = *bundle;
     }
@@ -190,48 +209,75 @@ class CaState final {
 
   // The SPIFFE ID of an mTLS peer holding a valid, unrevoked certificate of
   // this CA; NOT_FOUND if the peer presented no certificate.
+  //
+  // A full verification parses and checks the chain; a renewing peer
+  // presents the same leaf on every call of its connection, so verified
+  // leaves are cached per trust bundle (a new CRL or root set starts a new
+  // cache). Expiry and revocation are checked on every call regardless.
   absl::StatusOr<crypto::SpiffeId> PeerIdentity(
       const grpc::ServerContextBase& context) const {
     std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
     if (auth == nullptr) return absl::NotFoundError("no TLS peer");
-    std::vector<grpc::string_ref> chain =
-        auth->FindPropertyValues(GRPC_X509_PEM_CERT_CHAIN_PROPERTY_NAME);
     std::vector<grpc::string_ref> leaf =
         auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
-    // On a server, OpenSSL's peer chain omits the leaf: the leaf property
-    // comes first, then whatever else the peer sent.
     if (leaf.empty()) {
       return absl::NotFoundError("peer presented no client certificate");
     }
-    std::string pem(leaf.front().data(), leaf.front().size());
-    if (!chain.empty()) {
-      absl::StrAppend(
-          &pem, "\n",
-          absl::string_view(chain.front().data(), chain.front().size()));
+    const std::string leaf_pem(leaf.front().data(), leaf.front().size());
+    const absl::Time now = absl::Now();
+    std::shared_ptr<const crypto::TrustBundle> bundle = verifier_bundle();
+    {
+      absl::MutexLock lock(&peer_cache_mu_);
+      auto it = peer_cache_.find(leaf_pem);
+      if (it != peer_cache_.end() && it->second.bundle == bundle.get() &&
+          now < it->second.not_after) {
+        if (revoked_serials_.contains(it->second.serial)) {
+          return absl::UnauthenticatedError(
+              "client certificate refused: revoked");
+        }
+        return it->second.id;
+      }
     }
-    // Our own intermediate completes chains from peers that send only the
-    // leaf; the verifier ignores it when unused.
-    absl::StrAppend(&pem, "\n", material_.intermediate_pem);
+
+    absl::StatusOr<crypto::X509Ptr> cert =
+        crypto::ParseCertificatePem(leaf_pem);
+    if (!cert.ok()) {
+      return absl::UnauthenticatedError(absl::StrCat(
+          "client certificate refused: parse: ", cert.status().message()));
+    }
+    // On a server, OpenSSL's peer chain omits the leaf; our own intermediate
+    // completes chains from peers that send only the leaf.
+    std::vector<crypto::X509Ptr> sent;
+    std::vector<grpc::string_ref> chain =
+        auth->FindPropertyValues(GRPC_X509_PEM_CERT_CHAIN_PROPERTY_NAME);
+    if (!chain.empty()) {
+      absl::StatusOr<std::vector<crypto::X509Ptr>> parsed =
+          crypto::ParseCertificateChainPem(
+              absl::string_view(chain.front().data(), chain.front().size()));
+      if (parsed.ok()) sent = std::move(*parsed);
+    }
+    std::vector<X509*> intermediates;
+    for (const crypto::X509Ptr& c : sent) intermediates.push_back(c.get());
+    intermediates.push_back(material_.signer->certificate());
     crypto::VerifyOptions options;
-    options.at = absl::Now();
+    options.at = now;
     options.trust_domain = config_.trust_domain();
     absl::StatusOr<crypto::SpiffeId> id =
-        crypto::VerifyX509SvidPem(pem, *verifier_bundle(), options);
+        crypto::VerifyX509Svid(cert->get(), intermediates, *bundle, options);
     if (!id.ok()) {
       return absl::UnauthenticatedError(
           absl::StrCat("client certificate refused: ", id.status().message()));
     }
+    const std::string serial = crypto::SerialHex(cert->get());
+    absl::MutexLock lock(&peer_cache_mu_);
     // The store knows of revocations before peers' CRLs do.
-    absl::StatusOr<std::vector<crypto::X509Ptr>> certs =
-        crypto::ParseCertificateChainPem(pem);
-    if (certs.ok() && !certs->empty()) {
-      absl::StatusOr<bool> revoked =
-          store_->IsRevoked(crypto::SerialHex(certs->front().get()));
-      if (revoked.ok() && *revoked) {
-        return absl::UnauthenticatedError(
-            "client certificate refused: revoked");
-      }
+    if (revoked_serials_.contains(serial)) {
+      return absl::UnauthenticatedError("client certificate refused: revoked");
     }
+    if (peer_cache_.size() >= kPeerCacheSize) peer_cache_.clear();
+    peer_cache_.insert_or_assign(
+        leaf_pem,
+        VerifiedPeer{*id, serial, crypto::NotAfter(cert->get()), bundle.get()});
     return id;
   }
 
@@ -264,6 +310,7 @@ class CaState final {
  private:
   const CaConfig config_;
   const CaMaterial material_;
+  std::vector<std::string> issuer_chain_pems_;
   std::unique_ptr<IssuanceStore> store_;
   std::unique_ptr<JwtAuthenticator> jwt_;
   BundlePublisher publisher_;
@@ -274,6 +321,21 @@ class CaState final {
   util::CounterFamily* failures_;
   util::HistogramFamily* latency_;
   util::CounterFamily* revocations_;
+
+  struct VerifiedPeer {
+    crypto::SpiffeId id;
+    std::string serial;
+    absl::Time not_after;
+    const crypto::TrustBundle* bundle;  // identity only; never dereferenced
+  };
+  static constexpr size_t kPeerCacheSize = 10000;
+  mutable absl::Mutex peer_cache_mu_;
+  mutable absl::flat_hash_map<std::string, VerifiedPeer> peer_cache_
+      ABSL_GUARDED_BY(peer_cache_mu_);
+  // Serials revoked and not yet expired, as of the last RefreshCrl (which
+  // every revocation runs before it returns).
+  absl::flat_hash_set<std::string> revoked_serials_
+      ABSL_GUARDED_BY(peer_cache_mu_);
 
   absl::Mutex crl_mu_;
   mutable absl::Mutex verifier_mu_;
@@ -596,14 +658,8 @@ class CertificateAuthorityImpl final
     response->add_cert_chain_pem(*leaf_pem);
     // Leaf first, then the signing intermediate and any above it: peers
     // have only the roots.
-    absl::StatusOr<std::string> signer_pem =
-        crypto::CertificateToPem(state_->material().signer->certificate());
-    if (!signer_pem.ok()) return ToGrpc(signer_pem.status());
-    response->add_cert_chain_pem(*signer_pem);
-    for (X509* above : state_->material().signer->ChainAbove()) {
-      absl::StatusOr<std::string> pem = crypto::CertificateToPem(above);
-      if (!pem.ok()) return ToGrpc(pem.status());
-      response->add_cert_chain_pem(*pem);
+    for (const std::string& pem : state_->issuer_chain_pems()) {
+      response->add_cert_chain_pem(pem);
     }
     *response->mutable_trust_bundle() = state_->publisher().Current();
     response->set_spiffe_id(caller.spiffe_id);
