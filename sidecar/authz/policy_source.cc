@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_format.h"
 #include "identity/util/file_util.h"
 #include "identity/util/yaml_config.h"
@@ -40,6 +41,13 @@ absl::StatusOr<LoadedPolicy> ReadAndCompile(const std::string& path) {
   absl::StatusOr<std::string> contents =
       util::ReadFile(path, util::kMaxYamlConfigBytes);
   if (!contents.ok()) return contents.status();
+  // An empty file is most likely a writer caught between truncate and
+  // write; taking it as "no rules, default DENY" would deny every call.
+  // A policy with no rules is written as `default_action: ...`.
+  if (absl::StripAsciiWhitespace(*contents).empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": policy file is empty (write at least default_action)"));
+  }
   absl::StatusOr<std::shared_ptr<const CompiledPolicy>> policy =
       CompileYaml(*contents, path);
   if (!policy.ok()) return policy.status();

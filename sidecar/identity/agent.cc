@@ -159,8 +159,11 @@ absl::Status IdentityAgent::Install(client::IssuedCertificate issued) {
   }
   bundle_ = bundle;
   const absl::Time now = clock_->Now();
-  renew_at_ = RenewalTime(current_->not_before, current_->not_after, policy_,
-                          random01_());
+  // The CA backdates notBefore for clock skew; the usable lifetime starts
+  // when we received the certificate, or "half-life" could already be past
+  // for short TTLs and every step would renew.
+  renew_at_ = RenewalTime(std::max(current_->not_before, now),
+                          current_->not_after, policy_, random01_());
   // Never before now (a CA clamping to a short TTL must not cause a spin).
   renew_at_ = std::max(renew_at_, now + absl::Milliseconds(100));
   failed_attempts_ = 0;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "absl/container/node_hash_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "identity/util/json_log.h"
@@ -23,6 +24,7 @@ class HeaderListMap final : public authz::HeaderMap {
   std::optional<absl::string_view> Get(
       absl::string_view lowercase_name) const override {
     const proxy::Header* first = nullptr;
+    std::string* joined = nullptr;
     for (const proxy::Header& h : headers_) {
       if (h.name.empty() || h.name[0] == ':' || h.name != lowercase_name) {
         continue;
@@ -30,18 +32,23 @@ class HeaderListMap final : public authz::HeaderMap {
       if (first == nullptr) {
         first = &h;
       } else {
-        if (joined_.empty()) joined_ = first->value;
-        absl::StrAppend(&joined_, ",", h.value);
+        if (joined == nullptr) {
+          // One joined value per name, built afresh: node storage keeps
+          // views handed out for other names valid.
+          joined = &joined_[std::string(lowercase_name)];
+          *joined = first->value;
+        }
+        absl::StrAppend(joined, ",", h.value);
       }
     }
     if (first == nullptr) return std::nullopt;
-    if (!joined_.empty()) return absl::string_view(joined_);
+    if (joined != nullptr) return absl::string_view(*joined);
     return absl::string_view(first->value);
   }
 
  private:
   const proxy::HeaderList& headers_;
-  mutable std::string joined_;
+  mutable absl::node_hash_map<std::string, std::string> joined_;
 };
 
 absl::string_view View(std::string_view s) {

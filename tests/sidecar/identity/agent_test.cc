@@ -167,12 +167,13 @@ TEST_F(AgentTest, BootstrapRefusedCredentialIsNotRetried) {
 
 TEST_F(AgentTest, RenewsAtHalfLifeWithNewSerial) {
   auto agent = MakeAgent(absl::Hours(1));
+  const absl::Time issued = clock_.Now();
   ASSERT_TRUE(agent->Bootstrap(clock_.Now() + absl::Seconds(5)).ok());
   std::shared_ptr<const TlsCredentials> first = store_.Current();
-  // Certificates start kClockSkewAllowance early; half-life is computed
-  // over the real validity window.
-  const absl::Time renew_at =
-      first->not_before + (first->not_after - first->not_before) / 2;
+  // Certificates start kClockSkewAllowance early; half-life counts from
+  // when the certificate arrived, not from the backdated notBefore.
+  EXPECT_LT(first->not_before, issued);
+  const absl::Time renew_at = issued + (first->not_after - issued) / 2;
 
   clock_.Set(renew_at - absl::Seconds(1));
   EXPECT_EQ(agent->Step(clock_.Now()), renew_at);
@@ -193,7 +194,7 @@ TEST_F(AgentTest, FailedRenewalKeepsServingThenFailsClosedAtExpiry) {
   std::shared_ptr<const TlsCredentials> first = store_.Current();
   source_->FailNext(1000, absl::UnavailableError("CA unreachable"));
 
-  clock_.Set(first->not_before + (first->not_after - first->not_before) / 2);
+  clock_.Set(agent->Stats().next_renewal);
   absl::Time next = agent->Step(clock_.Now());
   EXPECT_GT(next, clock_.Now());
   EXPECT_EQ(store_.Current(), first) << "a failed renewal must not evict";
@@ -217,7 +218,7 @@ TEST_F(AgentTest, RecoversWhenTheCaComesBack) {
   ASSERT_TRUE(agent->Bootstrap(clock_.Now() + absl::Seconds(5)).ok());
   std::shared_ptr<const TlsCredentials> first = store_.Current();
   source_->FailNext(2, absl::UnavailableError("CA unreachable"));
-  clock_.Set(first->not_before + (first->not_after - first->not_before) / 2);
+  clock_.Set(agent->Stats().next_renewal);
   for (int i = 0; i < 3; ++i) {
     absl::Time next = agent->Step(clock_.Now());
     clock_.Set(std::max(next, clock_.Now()));
@@ -225,6 +226,19 @@ TEST_F(AgentTest, RecoversWhenTheCaComesBack) {
   EXPECT_EQ(agent->Stats().renewals_failed, 2u);
   EXPECT_EQ(agent->Stats().renewals_ok, 1u);
   EXPECT_NE(store_.Current()->serial, first->serial);
+}
+
+TEST_F(AgentTest, ShortLivedBackdatedCertificateIsNotRenewedAtOnce) {
+  // A 60 s certificate backdated by 5 minutes: its "half-life" by notBefore
+  // is long past. The agent must still wait ~30 s, not renew every step.
+  auto agent = MakeAgent(absl::Seconds(60));
+  ASSERT_TRUE(agent->Bootstrap(clock_.Now() + absl::Seconds(5)).ok());
+  std::shared_ptr<const TlsCredentials> first = store_.Current();
+  ASSERT_LT(first->not_before, clock_.Now() - absl::Minutes(4));
+  const absl::Time next = agent->Step(clock_.Now());
+  EXPECT_GE(next, clock_.Now() + absl::Seconds(29));
+  EXPECT_LE(next, clock_.Now() + absl::Seconds(31));
+  EXPECT_EQ(source_->renewals(), 0);
 }
 
 TEST_F(AgentTest, ExpiredIdentityReBootstraps) {
