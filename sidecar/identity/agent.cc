@@ -22,13 +22,33 @@ class CaIdentitySource final : public IdentitySource {
                    std::unique_ptr<client::CaClient> client)
       : options_(std::move(options)), client_(std::move(client)) {}
 
+  bool TrustRoots(const std::vector<std::string>& root_pems) override {
+    // The configured roots stay; the bundle's are added (de-duplicated).
+    std::string pem = options_.ca.ca_bundle_pem;
+    for (const std::string& root : root_pems) {
+      if (pem.find(root) == std::string::npos) absl::StrAppend(&pem, root);
+    }
+    absl::MutexLock lock(&mu_);
+    if (pem == trusted_pem_) return false;
+    client::CaClientOptions ca = options_.ca;
+    ca.ca_bundle_pem = pem;
+    absl::StatusOr<std::unique_ptr<client::CaClient>> next =
+        client::CaClient::Create(ca);
+    if (!next.ok()) return false;  // keep what works
+    const bool first = trusted_pem_.empty();
+    trusted_pem_ = pem;
+    if (first && pem == options_.ca.ca_bundle_pem) return false;
+    client_ = std::shared_ptr<client::CaClient>(std::move(*next));
+    return true;
+  }
+
   absl::StatusOr<client::IssuedCertificate> Bootstrap() override {
     if (!options_.token_file.empty()) {
       // Projected tokens are rotated by the kubelet: read it fresh.
       absl::StatusOr<std::string> token =
           util::ReadFile(options_.token_file, 65536);
       if (!token.ok()) return token.status();
-      return client_->IssueWithToken(
+      return client()->IssueWithToken(
           std::string(absl::StripAsciiWhitespace(*token)), options_.ttl);
     }
     if (join_token_used_) {
@@ -37,7 +57,7 @@ class CaIdentitySource final : public IdentitySource {
           "an expired identity cannot be recovered without a new credential");
     }
     absl::StatusOr<client::IssuedCertificate> issued =
-        client_->IssueWithJoinToken(options_.join_token, options_.ttl);
+        client()->IssueWithJoinToken(options_.join_token, options_.ttl);
     // A refused token is spent or bad; an unreachable CA never saw it.
     if (issued.ok() || absl::IsUnauthenticated(issued.status())) {
       join_token_used_ = true;
@@ -47,17 +67,24 @@ class CaIdentitySource final : public IdentitySource {
 
   absl::StatusOr<client::IssuedCertificate> Renew(
       const client::IssuedCertificate& current) override {
-    return client_->Renew(current.ChainPem(), current.key_pem, options_.ttl);
+    return client()->Renew(current.ChainPem(), current.key_pem, options_.ttl);
   }
 
   std::unique_ptr<client::BundleWatch> Watch(
       std::function<void(const v1::TrustBundle&)> on_bundle) override {
-    return client_->WatchTrustBundle(std::move(on_bundle));
+    return client()->WatchTrustBundle(std::move(on_bundle));
   }
 
  private:
+  std::shared_ptr<client::CaClient> client() {
+    absl::MutexLock lock(&mu_);
+    return client_;
+  }
+
   const CaIdentitySourceOptions options_;
-  const std::unique_ptr<client::CaClient> client_;
+  absl::Mutex mu_;
+  std::shared_ptr<client::CaClient> client_ ABSL_GUARDED_BY(mu_);
+  std::string trusted_pem_ ABSL_GUARDED_BY(mu_);
   bool join_token_used_ = false;
 };
 
@@ -119,9 +146,9 @@ absl::Status IdentityAgent::Publish(const v1::TrustBundle& bundle) {
   absl::StatusOr<crypto::SpiffeId> own =
       crypto::VerifyX509Svid(raw[0], intermediates, **trust, options);
   if (!own.ok()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "new certificate does not verify against the bundle: ",
-        own.status().message()));
+    return absl::FailedPreconditionError(
+        absl::StrCat("new certificate does not verify against the bundle: ",
+                     own.status().message()));
   }
   absl::StatusOr<crypto::SslCtxPtr> server = crypto::NewMeshTlsContext(
       crypto::TlsRole::kServer, cert.key.get(), raw, *trust);
@@ -158,6 +185,9 @@ absl::Status IdentityAgent::Install(client::IssuedCertificate issued) {
     return s;
   }
   bundle_ = bundle;
+  std::vector<std::string> roots(bundle.root_certificates_pem().begin(),
+                                 bundle.root_certificates_pem().end());
+  if (source_->TrustRoots(roots)) reopen_watch_ = true;
   const absl::Time now = clock_->Now();
   // The CA backdates notBefore for clock skew; the usable lifetime starts
   // when we received the certificate, or "half-life" could already be past
@@ -201,8 +231,7 @@ absl::Status IdentityAgent::Bootstrap(absl::Time deadline) {
         .Emit();
     // A refused credential will not work on retry.
     if (absl::IsUnauthenticated(status) || absl::IsPermissionDenied(status) ||
-        absl::IsInvalidArgument(status) ||
-        absl::IsFailedPrecondition(status)) {
+        absl::IsInvalidArgument(status) || absl::IsFailedPrecondition(status)) {
       return status;
     }
     absl::Duration wait =
@@ -233,6 +262,9 @@ void IdentityAgent::OnBundle(const v1::TrustBundle& bundle) {
   }
   bundle_ = bundle;
   ++stats_.bundle_updates;
+  std::vector<std::string> roots(bundle.root_certificates_pem().begin(),
+                                 bundle.root_certificates_pem().end());
+  if (source_->TrustRoots(roots)) reopen_watch_ = true;
 }
 
 absl::Time IdentityAgent::Step(absl::Time now) {
@@ -255,10 +287,11 @@ absl::Time IdentityAgent::Step(absl::Time now) {
     std::unique_ptr<client::IssuedCertificate> current =
         current_ == nullptr
             ? nullptr
-            : std::make_unique<client::IssuedCertificate>(client::IssuedCertificate{
-                  nullptr, current_->key_pem, current_->chain_pem,
-                  current_->bundle, current_->spiffe_id, current_->serial,
-                  current_->not_before, current_->not_after});
+            : std::make_unique<client::IssuedCertificate>(
+                  client::IssuedCertificate{
+                      nullptr, current_->key_pem, current_->chain_pem,
+                      current_->bundle, current_->spiffe_id, current_->serial,
+                      current_->not_before, current_->not_after});
     mu_.Unlock();
     issued = expired ? source_->Bootstrap() : source_->Renew(*current);
     mu_.Lock();
@@ -274,7 +307,8 @@ absl::Time IdentityAgent::Step(absl::Time now) {
   absl::Duration left = current_ == nullptr || expired
                             ? absl::ZeroDuration()
                             : current_->not_after - now;
-  retry_at_ = now + RetryBackoff(++failed_attempts_, policy_, random01_(), left);
+  retry_at_ =
+      now + RetryBackoff(++failed_attempts_, policy_, random01_(), left);
   stats_.next_renewal = retry_at_;
   util::LogLine("warn", "renewal_failed")
       .Add("attempt", failed_attempts_)
@@ -296,6 +330,12 @@ void IdentityAgent::Start() {
 
 void IdentityAgent::Run() {
   while (!stop_.HasBeenNotified()) {
+    if (reopen_watch_.exchange(false) && watch_ != nullptr) {
+      // The CA's roots changed: reconnect the watch trusting the new set.
+      watch_->Stop();
+      watch_ = source_->Watch(
+          [this](const v1::TrustBundle& bundle) { OnBundle(bundle); });
+    }
     absl::Time next = Step(clock_->Now());
     absl::Duration wait = next - clock_->Now();
     // Wake at least once a second, so clock jumps and expiry are noticed.

@@ -46,6 +46,13 @@ class IdentitySource {
   // destroyed. May return nullptr if the source has no watch.
   virtual std::unique_ptr<client::BundleWatch> Watch(
       std::function<void(const meshguard::ca::v1::TrustBundle&)> on_bundle) = 0;
+  // Also trust `root_pems` (from a newer trust bundle) when authenticating
+  // the CA, so that a root rotation reaches the CA connection too. Returns
+  // true when the set of trusted roots changed (the watch should then be
+  // re-opened). Any thread.
+  virtual bool TrustRoots(const std::vector<std::string>& root_pems) {
+    return false;
+  }
 };
 
 struct CaIdentitySourceOptions {
@@ -120,7 +127,8 @@ class IdentityAgent final {
   absl::Time retry_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   AgentStats stats_ ABSL_GUARDED_BY(mu_);
 
-  std::unique_ptr<client::BundleWatch> watch_;
+  std::unique_ptr<client::BundleWatch> watch_;  // only the Run thread swaps it
+  std::atomic<bool> reopen_watch_{false};
   absl::Notification stop_;
   std::thread thread_;
 };

@@ -102,8 +102,18 @@ class ScriptedSource final : public IdentitySource {
       std::function<void(const v1::TrustBundle&)>) override {
     return nullptr;
   }
+  bool TrustRoots(const std::vector<std::string>& roots) override {
+    absl::MutexLock lock(&mu_);
+    trusted_roots_ = roots;
+    return false;
+  }
+  std::vector<std::string> trusted_roots() const {
+    absl::MutexLock lock(&mu_);
+    return trusted_roots_;
+  }
 
  private:
+  std::vector<std::string> trusted_roots_ ABSL_GUARDED_BY(mu_);
   absl::StatusOr<client::IssuedCertificate> Next()
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!failures_.empty()) {
@@ -154,6 +164,8 @@ TEST_F(AgentTest, BootstrapPublishesCredentials) {
   EXPECT_NE(creds->server_ctx, nullptr);
   EXPECT_NE(creds->client_ctx, nullptr);
   EXPECT_EQ(creds->version, 1u);
+  // The bundle's roots are handed to the CA connection too (root rotation).
+  EXPECT_EQ(source_->trusted_roots().size(), 1u);
 }
 
 TEST_F(AgentTest, BootstrapRefusedCredentialIsNotRetried) {
