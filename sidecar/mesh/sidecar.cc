@@ -322,7 +322,9 @@ absl::Status RunSidecar(const SidecarConfig& config,
   proxy_options.idle_timeout = ToAbsl(config.timeouts().idle());
   // Drain a connection well before its certificates expire, but not so
   // early that short-lived certificates drain every connection at once.
-  const absl::Duration lifetime = creds->not_after - creds->not_before;
+  // (Lifetime from now: notBefore is backdated for clock skew.)
+  const absl::Duration lifetime =
+      creds->not_after - std::max(creds->not_before, absl::Now());
   proxy_options.credential_expiry_margin =
       std::min(absl::Seconds(30), lifetime / 5);
   absl::StatusOr<std::unique_ptr<proxy::Proxy>> created =
