@@ -84,14 +84,15 @@ std::shared_ptr<grpc::Channel> CaClient::MakeChannel(
   args.SetSslTargetNameOverride(options_.server_name);
   // Renewal channels are per call; keep them out of the shared subchannel
   // pool so each really presents its own certificate.
-  if (!client_cert_chain_pem.empty()) args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  return grpc::CreateCustomChannel(options_.address,
-                                   grpc::SslCredentials(tls), args);
+  if (!client_cert_chain_pem.empty())
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  return grpc::CreateCustomChannel(options_.address, grpc::SslCredentials(tls),
+                                   args);
 }
 
 absl::StatusOr<v1::IssueCertificateResponse> CaClient::Issue(
-    const v1::IssueCertificateRequest& request,
-    const std::string& bearer_token, const std::string& client_cert_chain_pem,
+    const v1::IssueCertificateRequest& request, const std::string& bearer_token,
+    const std::string& client_cert_chain_pem,
     const std::string& client_key_pem) {
   std::shared_ptr<grpc::Channel> channel =
       client_cert_chain_pem.empty()
@@ -129,7 +130,8 @@ absl::StatusOr<IssuedCertificate> CaClient::IssueNew(
   if (spiffe_id.empty()) {
     csr = crypto::CreateCsrPemWithoutIdentity(key->get());
   } else {
-    absl::StatusOr<crypto::SpiffeId> parsed = crypto::SpiffeId::Parse(spiffe_id);
+    absl::StatusOr<crypto::SpiffeId> parsed =
+        crypto::SpiffeId::Parse(spiffe_id);
     if (!parsed.ok()) return parsed.status();
     csr = crypto::CreateCsrPem(key->get(), *parsed);
   }
@@ -151,7 +153,8 @@ absl::StatusOr<IssuedCertificate> CaClient::IssueNew(
       crypto::ParseCertificatePem(response->cert_chain_pem(0));
   if (!leaf.ok()) return leaf.status();
   crypto::EvpPkeyPtr leaf_key(X509_get_pubkey(leaf->get()));
-  if (leaf_key == nullptr || !crypto::PublicKeysEqual(leaf_key.get(), key->get())) {
+  if (leaf_key == nullptr ||
+      !crypto::PublicKeysEqual(leaf_key.get(), key->get())) {
     return absl::InternalError("CA returned a certificate for another key");
   }
   if (!spiffe_id.empty() && response->spiffe_id() != spiffe_id) {
@@ -206,7 +209,8 @@ absl::StatusOr<IssuedCertificate> CaClient::Renew(
         absl::StrCat("current key: ", key.status().message()));
   }
   crypto::EvpPkeyPtr cert_key(X509_get_pubkey(chain->front().get()));
-  if (cert_key == nullptr || !crypto::PublicKeysEqual(cert_key.get(), key->get())) {
+  if (cert_key == nullptr ||
+      !crypto::PublicKeysEqual(cert_key.get(), key->get())) {
     return absl::InvalidArgumentError(
         "current key does not match the current certificate");
   }
@@ -314,8 +318,8 @@ absl::StatusOr<std::unique_ptr<CaAdminClient>> CaAdminClient::ForMtls(
   tls.pem_private_key = key_pem;
   grpc::ChannelArguments args;
   args.SetSslTargetNameOverride(options.server_name);
-  auto channel =
-      grpc::CreateCustomChannel(options.address, grpc::SslCredentials(tls), args);
+  auto channel = grpc::CreateCustomChannel(options.address,
+                                           grpc::SslCredentials(tls), args);
   return std::unique_ptr<CaAdminClient>(
       new CaAdminClient(channel, options.timeout));
 }

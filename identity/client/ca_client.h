@@ -37,8 +37,8 @@ struct CaClientOptions {
 // A certificate the CA issued, with the key it was issued for.
 struct IssuedCertificate {
   crypto::EvpPkeyPtr key;
-  std::string key_pem;                  // PKCS#8
-  std::vector<std::string> chain_pem;   // leaf first
+  std::string key_pem;                 // PKCS#8
+  std::vector<std::string> chain_pem;  // leaf first
   meshguard::ca::v1::TrustBundle bundle;
   std::string spiffe_id;
   std::string serial;
@@ -67,8 +67,7 @@ class CaClient final {
       const std::string& token, absl::Duration ttl = absl::ZeroDuration());
   // Bootstrap with a one-time join token.
   absl::StatusOr<IssuedCertificate> IssueWithJoinToken(
-      const std::string& join_token,
-      absl::Duration ttl = absl::ZeroDuration());
+      const std::string& join_token, absl::Duration ttl = absl::ZeroDuration());
   // Renew over mTLS with the current certificate; a new key every time and
   // the same SPIFFE ID.
   absl::StatusOr<IssuedCertificate> Renew(
@@ -83,8 +82,7 @@ class CaClient final {
   // Lower-level: send a CSR made elsewhere.
   absl::StatusOr<meshguard::ca::v1::IssueCertificateResponse> Issue(
       const meshguard::ca::v1::IssueCertificateRequest& request,
-      const std::string& bearer_token,
-      const std::string& client_cert_chain_pem,
+      const std::string& bearer_token, const std::string& client_cert_chain_pem,
       const std::string& client_key_pem);
 
  private:

@@ -19,19 +19,6 @@
 namespace meshguard::crypto {
 namespace {
 
-absl::Status SslError(absl::string_view what) {
-  return absl::InternalError(absl::StrCat(what, ": ", ConsumeSslErrors()));
-}
-
-absl::StatusOr<std::string> BioContents(BIO* bio, absl::string_view what) {
-  char* data = nullptr;
-  long len = BIO_get_mem_data(bio, &data);
-  if (len < 0 || (len > 0 && data == nullptr)) {
-    return SslError(absl::StrCat(what, ": cannot read memory BIO"));
-  }
-  return std::string(data, static_cast<size_t>(len));
-}
-
 std::string NameToString(const X509_NAME* name) {
   if (name == nullptr) return "";
   BioPtr bio(BIO_new(BIO_s_mem()));

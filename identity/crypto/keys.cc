@@ -16,6 +16,18 @@
 namespace meshguard::crypto {
 namespace {
 
+const EC_GROUP* EcGroupOf(EVP_PKEY* key) {
+  const EC_KEY* ec = EVP_PKEY_get0_EC_KEY(key);
+  return ec == nullptr ? nullptr : EC_KEY_get0_group(ec);
+}
+
+bool IsPrivateKeyPemType(absl::string_view type) {
+  return type == "PRIVATE KEY" || type == "EC PRIVATE KEY" ||
+         type == "RSA PRIVATE KEY";
+}
+
+}  // namespace
+
 absl::Status SslError(absl::string_view what) {
   return absl::InternalError(absl::StrCat(what, ": ", ConsumeSslErrors()));
 }
@@ -28,18 +40,6 @@ absl::StatusOr<std::string> BioContents(BIO* bio, absl::string_view what) {
   }
   return std::string(data, static_cast<size_t>(len));
 }
-
-const EC_GROUP* EcGroupOf(EVP_PKEY* key) {
-  const EC_KEY* ec = EVP_PKEY_get0_EC_KEY(key);
-  return ec == nullptr ? nullptr : EC_KEY_get0_group(ec);
-}
-
-bool IsPrivateKeyPemType(absl::string_view type) {
-  return type == "PRIVATE KEY" || type == "EC PRIVATE KEY" ||
-         type == "RSA PRIVATE KEY";
-}
-
-}  // namespace
 
 std::string ConsumeSslErrors() {
   std::vector<std::string> errors;

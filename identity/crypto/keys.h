@@ -57,6 +57,12 @@ bool PublicKeysEqual(EVP_PKEY* a, EVP_PKEY* b);
 // with "; " ("no OpenSSL error" if it was empty), for status messages.
 std::string ConsumeSslErrors();
 
+// INTERNAL with `what` and the drained OpenSSL error queue.
+absl::Status SslError(absl::string_view what);
+
+// The bytes written to a memory BIO.
+absl::StatusOr<std::string> BioContents(BIO* bio, absl::string_view what);
+
 // One PEM block: its type line ("CERTIFICATE") and its decoded bytes.
 struct PemBlock {
   std::string type;

@@ -97,9 +97,8 @@ int VerifyCallback(X509_STORE_CTX* store_ctx, void* arg) {
   if (!state->expected_peer_id.empty() &&
       id->ToString() != state->expected_peer_id) {
     state->failure_label = "unexpected_peer";
-    state->failure_message =
-        absl::StrCat("peer is ", id->ToString(), ", expected ",
-                     state->expected_peer_id);
+    state->failure_message = absl::StrCat(
+        "peer is ", id->ToString(), ", expected ", state->expected_peer_id);
     X509_STORE_CTX_set_error(store_ctx, X509_V_ERR_CERT_REJECTED);
     return 0;
   }
@@ -165,9 +164,8 @@ absl::StatusOr<SslCtxPtr> NewMeshTlsContext(
   }
   if (SSL_CTX_use_PrivateKey(ctx.get(), key) != 1 ||
       SSL_CTX_check_private_key(ctx.get()) != 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("private key does not match the certificate: ",
-                     SslErrors()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "private key does not match the certificate: ", SslErrors()));
   }
   auto* ctx_state = new CtxState{std::move(bundle)};
   if (SSL_CTX_set_ex_data(ctx.get(), CtxStateIndex(), ctx_state) != 1) {
@@ -176,9 +174,8 @@ absl::StatusOr<SslCtxPtr> NewMeshTlsContext(
   }
   SSL_CTX_set_cert_verify_callback(ctx.get(), VerifyCallback, nullptr);
   if (role == TlsRole::kServer) {
-    SSL_CTX_set_verify(ctx.get(),
-                       SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
-                       nullptr);
+    SSL_CTX_set_verify(
+        ctx.get(), SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
     SSL_CTX_set_alpn_select_cb(ctx.get(), SelectAlpn, nullptr);
     // Session resumption would skip the verify callback on resumed
     // handshakes, and with it the revocation and expiry checks.

@@ -39,7 +39,8 @@ SSL* MeshConnectionSecurity::NewSsl(bool server) {
     // Fail closed: a handshake with no certificate on either side fails.
     return SSL_new(refuse_ctx_.get());
   }
-  SSL* ssl = SSL_new(server ? creds->server_ctx.get() : creds->client_ctx.get());
+  SSL* ssl =
+      SSL_new(server ? creds->server_ctx.get() : creds->client_ctx.get());
   if (ssl == nullptr) return nullptr;
   auto* holder = new CredsHolder(std::move(creds));
   if (SSL_set_ex_data(ssl, CredsIndex(), holder) != 1) {

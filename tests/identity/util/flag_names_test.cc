@@ -17,11 +17,11 @@ std::vector<std::string> Normalize(std::vector<std::string> args) {
 }
 
 TEST(FlagNamesTest, DashesInNamesOnly) {
-  EXPECT_THAT(Normalize({"prog", "--data-dir=/a-b", "--ca-bundle", "x-y.pem",
-                   "-trust-domain=td", "cert", "request"}),
-              ::testing::ElementsAre("prog", "--data_dir=/a-b", "--ca_bundle",
-                                     "x-y.pem", "-trust_domain=td", "cert",
-                                     "request"));
+  EXPECT_THAT(
+      Normalize({"prog", "--data-dir=/a-b", "--ca-bundle", "x-y.pem",
+                 "-trust-domain=td", "cert", "request"}),
+      ::testing::ElementsAre("prog", "--data_dir=/a-b", "--ca_bundle",
+                             "x-y.pem", "-trust_domain=td", "cert", "request"));
 }
 
 TEST(FlagNamesTest, StopsAtDoubleDash) {

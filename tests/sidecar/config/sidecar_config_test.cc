@@ -1,10 +1,10 @@
 #include "sidecar/config/sidecar_config.h"
 
-#include <functional>
-#include <string>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <functional>
+#include <string>
 
 namespace meshguard::sidecar {
 namespace {
@@ -68,9 +68,10 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"bad_trust_domain",
                 [](SidecarConfig* c) { c->set_trust_domain("Bad:TD"); },
                 "trust_domain"},
-        BadCase{"no_bundle",
-                [](SidecarConfig* c) { c->mutable_ca()->clear_ca_bundle_file(); },
-                "ca.ca_bundle_file"},
+        BadCase{
+            "no_bundle",
+            [](SidecarConfig* c) { c->mutable_ca()->clear_ca_bundle_file(); },
+            "ca.ca_bundle_file"},
         BadCase{"no_credential",
                 [](SidecarConfig* c) { c->mutable_ca()->clear_join_token(); },
                 "bootstrap credential"},

@@ -4,9 +4,9 @@
 // bundle updates publishing new credentials.
 #include "sidecar/identity/agent.h"
 
-#include <deque>
-
 #include <gtest/gtest.h>
+
+#include <deque>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -44,8 +44,12 @@ class InProcessCa {
     client::IssuedCertificate out;
     out.key = *crypto::GenerateEcP256Key();
     out.key_pem = *crypto::PrivateKeyToPem(out.key.get());
-    crypto::LeafRequest request{out.key.get(), *crypto::SpiffeId::Parse(kId),
-                                ttl, clock_->Now(), {}, {}};
+    crypto::LeafRequest request{out.key.get(),
+                                *crypto::SpiffeId::Parse(kId),
+                                ttl,
+                                clock_->Now(),
+                                {},
+                                {}};
     absl::StatusOr<crypto::X509Ptr> leaf = signer_->IssueLeaf(request);
     if (!leaf.ok()) return leaf.status();
     out.chain_pem.push_back(*crypto::CertificateToPem(leaf->get()));
@@ -269,7 +273,8 @@ TEST_F(AgentTest, CertificateNotVerifyingAgainstItsBundleIsRefused) {
   // must refuse to publish what every peer would refuse.
   util::FakeClock other_clock(clock_.Now());
   InProcessCa other(&other_clock);
-  absl::StatusOr<client::IssuedCertificate> foreign = other.Issue(absl::Hours(1));
+  absl::StatusOr<client::IssuedCertificate> foreign =
+      other.Issue(absl::Hours(1));
   ASSERT_TRUE(foreign.ok());
   foreign->bundle = ca_.bundle();
 

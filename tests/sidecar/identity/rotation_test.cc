@@ -73,7 +73,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         BackoffCase{"first_min", 1, 0.0, absl::ZeroDuration(),
                     absl::Milliseconds(500)},
-        BackoffCase{"first_max", 1, 1.0, absl::ZeroDuration(), absl::Seconds(1)},
+        BackoffCase{"first_max", 1, 1.0, absl::ZeroDuration(),
+                    absl::Seconds(1)},
         BackoffCase{"third", 3, 0.0, absl::ZeroDuration(), absl::Seconds(2)},
         BackoffCase{"capped", 30, 1.0, absl::ZeroDuration(), absl::Seconds(60)},
         BackoffCase{"capped_min", 30, 0.0, absl::ZeroDuration(),
