@@ -29,10 +29,6 @@ constexpr int kCrlSign = 6;
 // X.520 ub-common-name.
 constexpr size_t kMaxCommonName = 64;
 
-absl::Status SslError(absl::string_view what) {
-  return absl::InternalError(absl::StrCat(what, ": ", ConsumeSslErrors()));
-}
-
 // A random positive serial of at most 128 bits (RFC 5280 allows 20 octets;
 // 16 random octets with the top bit cleared keep the DER at 16 octets).
 absl::StatusOr<Asn1IntegerPtr> RandomSerial() {

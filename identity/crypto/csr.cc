@@ -15,10 +15,6 @@
 namespace meshguard::crypto {
 namespace {
 
-absl::Status SslError(absl::string_view what) {
-  return absl::InternalError(absl::StrCat(what, ": ", ConsumeSslErrors()));
-}
-
 // `id` null: no subjectAltName at all.
 absl::StatusOr<std::string> BuildCsrPem(EVP_PKEY* key, const SpiffeId* id) {
   if (key == nullptr) return absl::InvalidArgumentError("CSR key is null");
