@@ -269,8 +269,9 @@ What each number includes:
   request\`); each call sends a CSR built before the clock starts for the
   client's own SPIFFE ID, so **client-side key generation and CSR signing
   are not measured**. Per call the CA does: gRPC/HTTP2 over TLS, verifies
-  the peer's chain against the bundle and CRL, looks its serial up in the
-  revocation table, parses and verifies the CSR, signs, commits the
+  the peer's chain against the bundle and CRL (once per leaf and trust
+  bundle; later calls of the same peer hit a cache) and checks its serial
+  against the revoked set, parses and verifies the CSR, signs, commits the
   issuance to SQLite (WAL, \`synchronous=FULL\`: an fsync per certificate, on
   $FS_TYPE here), builds the response (chain + trust bundle) and writes a
   JSON log line. Rate limiting is off (\`rate_limit.requests_per_second:
