@@ -296,6 +296,39 @@ std::string TokenLabel(absl::string_view hash) {
   return absl::StrCat("sha256 ", hash.substr(0, 12), "...");
 }
 
+// The SPIFFE ID of a join token that could be consumed at `now`, or why
+// not. Shared by LookupJoinToken and (inside its transaction)
+// ConsumeJoinToken.
+absl::StatusOr<std::string> CheckJoinToken(sqlite3* db, const std::string& path,
+                                           const std::string& token_hash,
+                                           const std::string& label,
+                                           absl::Time now) {
+  MG_ASSIGN_OR_RETURN(
+      Statement s,
+      Statement::Prepare(db, path,
+                         "SELECT spiffe_id, expires_at_us, used_at_us "
+                         "FROM join_token WHERE token_hash = ?1"));
+  s.Bind(1, token_hash);
+  MG_ASSIGN_OR_RETURN(bool row,
+                      s.Step(absl::StrCat("cannot read join token ", label)));
+  if (!row) {
+    return absl::UnauthenticatedError(
+        absl::StrCat("unknown join token (", label, ")"));
+  }
+  std::string spiffe_id = s.Text(0);
+  if (!s.IsNull(2)) {
+    return absl::UnauthenticatedError(absl::StrCat(
+        "join token already used (", label, ", for ", spiffe_id, ", at ",
+        absl::FormatTime(s.Time(2), absl::UTCTimeZone()), ")"));
+  }
+  if (now >= s.Time(1)) {
+    return absl::UnauthenticatedError(absl::StrCat(
+        "join token expired (", label, ", for ", spiffe_id, ", at ",
+        absl::FormatTime(s.Time(1), absl::UTCTimeZone()), ")"));
+  }
+  return spiffe_id;
+}
+
 // Creates the file with mode 0600 unless it exists, so that SQLite (which
 // gives its -wal and -shm files the database file's mode) never makes a
 // world-readable issuance log. An existing file keeps its mode.
@@ -521,32 +554,8 @@ absl::StatusOr<std::string> IssuanceStore::ConsumeJoinToken(
   Transaction txn(db, path_);
   MG_RETURN_IF_ERROR(txn.Begin());
 
-  std::string spiffe_id;
-  {
-    MG_ASSIGN_OR_RETURN(
-        Statement s,
-        Statement::Prepare(db, path_,
-                           "SELECT spiffe_id, expires_at_us, used_at_us "
-                           "FROM join_token WHERE token_hash = ?1"));
-    s.Bind(1, token_hash);
-    MG_ASSIGN_OR_RETURN(bool row,
-                        s.Step(absl::StrCat("cannot read join token ", label)));
-    if (!row) {
-      return absl::UnauthenticatedError(
-          absl::StrCat("unknown join token (", label, ")"));
-    }
-    spiffe_id = s.Text(0);
-    if (!s.IsNull(2)) {
-      return absl::UnauthenticatedError(absl::StrCat(
-          "join token already used (", label, ", for ", spiffe_id, ", at ",
-          absl::FormatTime(s.Time(2), absl::UTCTimeZone()), ")"));
-    }
-    if (now >= s.Time(1)) {
-      return absl::UnauthenticatedError(absl::StrCat(
-          "join token expired (", label, ", for ", spiffe_id, ", at ",
-          absl::FormatTime(s.Time(1), absl::UTCTimeZone()), ")"));
-    }
-  }
+  MG_ASSIGN_OR_RETURN(std::string spiffe_id,
+                      CheckJoinToken(db, path_, token_hash, label, now));
   {
     // The IS NULL guard makes the consume safe on its own, even without the
     // write lock BEGIN IMMEDIATE already holds.
@@ -570,30 +579,9 @@ absl::StatusOr<std::string> IssuanceStore::ConsumeJoinToken(
 absl::StatusOr<std::string> IssuanceStore::LookupJoinToken(
     const std::string& token_hash, absl::Time now) {
   MG_RETURN_IF_ERROR(ValidateTokenHash(token_hash));
-  const std::string label = TokenLabel(token_hash);
   absl::MutexLock lock(&mu_);
-  MG_ASSIGN_OR_RETURN(
-      Statement s,
-      Statement::Prepare(db_.get(), path_,
-                         "SELECT spiffe_id, expires_at_us, used_at_us "
-                         "FROM join_token WHERE token_hash = ?1"));
-  s.Bind(1, token_hash);
-  MG_ASSIGN_OR_RETURN(bool row,
-                      s.Step(absl::StrCat("cannot read join token ", label)));
-  if (!row) {
-    return absl::UnauthenticatedError(
-        absl::StrCat("unknown join token (", label, ")"));
-  }
-  std::string spiffe_id = s.Text(0);
-  if (!s.IsNull(2)) {
-    return absl::UnauthenticatedError(absl::StrCat(
-        "join token already used (", label, ", for ", spiffe_id, ")"));
-  }
-  if (now >= s.Time(1)) {
-    return absl::UnauthenticatedError(
-        absl::StrCat("join token expired (", label, ", for ", spiffe_id, ")"));
-  }
-  return spiffe_id;
+  return CheckJoinToken(db_.get(), path_, token_hash, TokenLabel(token_hash),
+                        now);
 }
 
 absl::StatusOr<std::vector<std::string>> IssuanceStore::RevokeSerial(

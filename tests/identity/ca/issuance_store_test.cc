@@ -172,6 +172,32 @@ TEST_F(IssuanceStoreTest, JoinTokenIsConsumedOnce) {
               HasSubstr("join token already used"));
 }
 
+TEST_F(IssuanceStoreTest, LookupChecksWithoutConsuming) {
+  ASSERT_TRUE(store_
+                  ->CreateJoinToken(Hash(1), std::string(kFrontend),
+                                    kNow + absl::Minutes(10), kNow)
+                  .ok());
+  for (int i = 0; i < 2; ++i) {
+    absl::StatusOr<std::string> id = store_->LookupJoinToken(Hash(1), kNow);
+    ASSERT_TRUE(id.ok()) << id.status();
+    EXPECT_EQ(*id, kFrontend);
+  }
+  ASSERT_TRUE(store_->ConsumeJoinToken(Hash(1), kNow).ok());
+  absl::StatusOr<std::string> id = store_->LookupJoinToken(Hash(1), kNow);
+  EXPECT_THAT(std::string(id.status().message()),
+              HasSubstr("join token already used"));
+  id = store_->LookupJoinToken(Hash(2), kNow);
+  EXPECT_THAT(std::string(id.status().message()),
+              HasSubstr("unknown join token"));
+  ASSERT_TRUE(store_
+                  ->CreateJoinToken(Hash(3), std::string(kOrders),
+                                    kNow + absl::Minutes(1), kNow)
+                  .ok());
+  id = store_->LookupJoinToken(Hash(3), kNow + absl::Minutes(1));
+  EXPECT_THAT(std::string(id.status().message()),
+              HasSubstr("join token expired"));
+}
+
 TEST_F(IssuanceStoreTest, JoinTokenStaysConsumedAcrossReopen) {
   ASSERT_TRUE(store_
                   ->CreateJoinToken(Hash(1), std::string(kFrontend),
