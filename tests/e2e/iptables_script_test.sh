@@ -13,39 +13,9 @@ export PATH="/usr/sbin:/usr/bin:/sbin:/bin:${PATH:-}"
 TEST_NAME=iptables_script_test
 NS="mg-ipt-$$"
 
-CASES=()
-FAILED=0
-xml_escape() {
-  local s=$1
-  s=${s//&/&amp;}; s=${s//</&lt;}; s=${s//>/&gt;}; s=${s//\"/&quot;}
-  printf '%s' "$s" | tr -d '\000-\010\013\014\016-\037'
-}
-record() { CASES+=("$1"$'\t'"$2"$'\t'"${3:-}"); }
-pass() { record pass "$1"; echo "PASS: $1"; }
-fail() { record fail "$1" "$2"; FAILED=1; echo "FAIL: $1: $2" >&2; }
-skip() { record skip "$1" "$2"; echo "SKIPPED: $1: $2" >&2; }
-write_xml() {
-  [ -n "${XML_OUTPUT_FILE:-}" ] || return 0
-  local n=0 f=0 s=0 entry status name msg body=""
-  for entry in "${CASES[@]}"; do
-    IFS=$'\t' read -r status name msg <<<"$entry"
-    n=$((n + 1))
-    body+="    <testcase classname=\"e2e.$TEST_NAME\" name=\"$(xml_escape "$name")\">"
-    case "$status" in
-      fail) f=$((f + 1)); body+="<failure message=\"$(xml_escape "$msg")\"/>" ;;
-      skip) s=$((s + 1)); body+="<skipped message=\"$(xml_escape "$msg")\"/>" ;;
-    esac
-    body+="</testcase>"$'\n'
-  done
-  {
-    echo '<?xml version="1.0" encoding="UTF-8"?>'
-    echo "<testsuites tests=\"$n\" failures=\"$f\" skipped=\"$s\">"
-    echo "  <testsuite name=\"$TEST_NAME\" tests=\"$n\" failures=\"$f\" skipped=\"$s\" errors=\"0\">"
-    printf '%s' "$body"
-    echo "  </testsuite>"
-    echo "</testsuites>"
-  } >"$XML_OUTPUT_FILE"
-}
+# shellcheck source=tests/e2e/junit.sh
+source "${TEST_SRCDIR:-$(dirname "$0")/../..}/meshguard/tests/e2e/junit.sh" 2>/dev/null ||
+  source "$(dirname "$0")/junit.sh"
 
 NS_MADE=0
 cleanup() {
