@@ -15,6 +15,9 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev python3
   # integration / e2e tools
   iproute2 iptables procps curl tcpdump
+  # interop and TLS-scan tests (tests/interop, tests/tls): Python gRPC
+  # (run with /usr/bin/python3), testssl.sh, bsdextrautils for its hexdump
+  python3-grpcio python3-protobuf testssl.sh bsdextrautils
   # offline Kubernetes manifest validation (tests/deploy): Node.js + npm. The
   # machine's nodejs package (nodesource's, which bundles npm) satisfies this;
   # elsewhere Debian's nodejs is installed and npm below.
