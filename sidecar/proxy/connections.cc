@@ -2,7 +2,6 @@
 
 #include <arpa/inet.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent_ssl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
@@ -63,10 +62,11 @@ void SetNoDelay(evutil_socket_t fd) {
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
-std::string OpensslErrorString(bufferevent* bev) {
+// The OpenSSL error queue as one line (and empties it).
+std::string OpensslErrors() {
   std::string out;
   unsigned long err;
-  while (bev != nullptr && (err = bufferevent_get_openssl_error(bev)) != 0) {
+  while ((err = ERR_get_error()) != 0) {
     char buf[256];
     ERR_error_string_n(err, buf, sizeof(buf));
     if (!out.empty()) out += "; ";
@@ -74,6 +74,9 @@ std::string OpensslErrorString(bufferevent* bev) {
   }
   return out;
 }
+
+// Largest plaintext handed to one SSL_write: one full TLS record.
+constexpr size_t kTlsRecordPayload = 16384;
 
 // Envoy's x-forwarded-client-cert: By=<us>;Hash=<sha256 of peer
 // cert>;URI=<peer>.
@@ -102,6 +105,51 @@ std::string ForwardedClientCert(SSL* ssl, const std::string& local_identity,
 
 }  // namespace
 
+// The BIO under a connection's SSL: reads come from the ciphertext the
+// connection just received (tls_in_), writes append to its output queue.
+// Neither touches the socket, so OpenSSL never makes a system call.
+struct ConnectionBio {
+  static int Write(BIO* bio, const char* data, int len) {
+    BIO_clear_retry_flags(bio);
+    auto* c = static_cast<Connection*>(BIO_get_data(bio));
+    c->out_.append(data, static_cast<size_t>(len));
+    return len;
+  }
+  static int Read(BIO* bio, char* out, int len) {
+    BIO_clear_retry_flags(bio);
+    auto* c = static_cast<Connection*>(BIO_get_data(bio));
+    if (c->tls_in_len_ == 0) {
+      BIO_set_retry_read(bio);
+      return -1;
+    }
+    size_t n = std::min(c->tls_in_len_, static_cast<size_t>(len));
+    memcpy(out, c->tls_in_, n);
+    c->tls_in_ += n;
+    c->tls_in_len_ -= n;
+    return static_cast<int>(n);
+  }
+  static long Ctrl(BIO*, int cmd, long, void*) {
+    // Writes are complete when Write returns; nothing else is supported.
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+  }
+  static int Create(BIO* bio) {
+    BIO_set_init(bio, 1);
+    return 1;
+  }
+  static const BIO_METHOD* Method() {
+    static BIO_METHOD* method = [] {
+      BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
+                                   "meshguard connection");
+      BIO_meth_set_write(m, &Write);
+      BIO_meth_set_read(m, &Read);
+      BIO_meth_set_ctrl(m, &Ctrl);
+      BIO_meth_set_create(m, &Create);
+      return m;
+    }();
+    return method;
+  }
+};
+
 // ---- Connection ----
 
 Connection::Connection(Worker* worker) : worker_(worker) {}
@@ -109,17 +157,32 @@ Connection::Connection(Worker* worker) : worker_(worker) {}
 Connection::~Connection() {
   // The session's transport is this object: destroy it first.
   session_.reset();
-  bev_.reset();
+  if (flush_queued_) worker_->CancelFlush(this);
+  read_event_.reset();
+  write_event_.reset();
+  if (socket_ >= 0) evutil_closesocket(socket_);
 }
 
-void Connection::Adopt(bufferevent* bev, SSL* ssl) {
-  bev_.reset(bev);
-  ssl_ = ssl;
-  bufferevent_setcb(bev, &OnRead, &OnWrite, &OnEvent, this);
-  // Called back when the kernel has taken enough of our output that the
-  // session may produce more (see kWriteHighWatermark).
-  bufferevent_setwatermark(bev, EV_WRITE, kWriteHighWatermark / 2, 0);
-  bufferevent_enable(bev, EV_READ | EV_WRITE);
+void Connection::Adopt(evutil_socket_t fd, crypto::SslPtr ssl, bool server) {
+  socket_ = fd;
+  read_event_.reset(event_new(worker_->base(), fd, EV_READ | EV_PERSIST,
+                              &OnReadable, this));
+  write_event_.reset(event_new(worker_->base(), fd, EV_WRITE | EV_PERSIST,
+                               &OnWritable, this));
+  event_add(read_event_.get(), nullptr);
+  if (ssl == nullptr) return;
+  ssl_owner_ = std::move(ssl);
+  ssl_ = ssl_owner_.get();
+  BIO* bio = BIO_new(ConnectionBio::Method());
+  BIO_set_data(bio, this);
+  SSL_set_bio(ssl_, bio, bio);  // one reference, owned by the SSL
+  if (server) {
+    SSL_set_accept_state(ssl_);
+  } else {
+    SSL_set_connect_state(ssl_);
+  }
+  handshaking_ = true;
+  ContinueHandshake();  // the client's first flight
 }
 
 absl::Status Connection::StartSession(Http2Session::Role role) {
@@ -129,11 +192,6 @@ absl::Status Connection::StartSession(Http2Session::Role role) {
   session_ = std::move(*session);
   session_->Flush();  // our SETTINGS (and the client preface)
   UpdateIdleTimer();
-  // Bytes that arrived with the end of the handshake.
-  if (bev_ != nullptr &&
-      evbuffer_get_length(bufferevent_get_input(bev_.get())) > 0) {
-    OnRead(bev_.get(), this);
-  }
   return absl::OkStatus();
 }
 
@@ -153,76 +211,212 @@ absl::StatusOr<std::string> Connection::CheckPeer(
 }
 
 void Connection::Write(const uint8_t* data, size_t size) {
-  if (bev_ != nullptr) bufferevent_write(bev_.get(), data, size);
+  if (closed_ && !closing_) return;
+  (ssl_ != nullptr ? plain_out_ : out_)
+      .append(reinterpret_cast<const char*>(data), size);
+  if (BufferedWriteBytes() >= kWriteHighWatermark) producer_blocked_ = true;
+  ScheduleFlush();
 }
 
 size_t Connection::BufferedWriteBytes() const {
-  return bev_ == nullptr
-             ? 0
-             : evbuffer_get_length(bufferevent_get_output(bev_.get()));
+  return plain_out_.size() + (out_.size() - out_head_);
 }
 
 void Connection::SetReadEnabled(bool enabled) {
-  if (bev_ == nullptr || closed_) return;
+  if (read_event_ == nullptr || closed_ || enabled == read_enabled_) return;
+  read_enabled_ = enabled;
   if (enabled) {
-    bufferevent_enable(bev_.get(), EV_READ);
+    event_add(read_event_.get(), nullptr);
   } else {
-    bufferevent_disable(bev_.get(), EV_READ);
+    event_del(read_event_.get());
   }
 }
 
 void Connection::OnBytesSent(size_t n) { worker_->counters().bytes_out.Add(n); }
 
-void Connection::OnRead(bufferevent* bev, void* arg) {
-  auto* self = static_cast<Connection*>(arg);
-  if (self->closed_ || self->session_ == nullptr) return;
-  evbuffer* in = bufferevent_get_input(bev);
-  // Hand nghttp2 the buffer's chunks in place; no copy.
-  while (!self->closed_ && evbuffer_get_length(in) > 0) {
-    evbuffer_iovec vec;
-    if (evbuffer_peek(in, -1, nullptr, &vec, 1) < 1) break;
-    self->worker_->counters().bytes_in.Add(vec.iov_len);
-    absl::Status s = self->session_->Receive(
-        static_cast<const uint8_t*>(vec.iov_base), vec.iov_len);
-    evbuffer_drain(in, vec.iov_len);
-    if (!s.ok()) break;
-  }
+void Connection::ScheduleFlush() {
+  if (flush_queued_ || final_closed_) return;
+  flush_queued_ = true;
+  worker_->QueueFlush(this);
 }
 
-void Connection::OnWrite(bufferevent*, void* arg) {
+void Connection::OnReadable(evutil_socket_t fd, short, void* arg) {
   auto* self = static_cast<Connection*>(arg);
-  if (!self->closed_ && self->session_ != nullptr) {
-    self->session_->OnWriteDrained();
-  }
-}
-
-void Connection::OnEvent(bufferevent* bev, short events, void* arg) {
-  auto* self = static_cast<Connection*>(arg);
-  if (self->closed_) {
-    self->FinalClose();
+  if (self->closed_) return;
+  uint8_t* buf = self->worker_->read_buffer();
+  const size_t cap = Worker::kReadBufferSize;
+  ssize_t n;
+  do {
+    n = recv(fd, buf, cap, 0);
+  } while (n < 0 && errno == EINTR);
+  if (n == 0) {
+    self->OnTransportError("connection closed by peer", !self->connected_);
     return;
   }
-  if (events & BEV_EVENT_CONNECTED) {
-    if (self->handshake_timer_ != nullptr)
-      evtimer_del(self->handshake_timer_.get());
-    self->connected_ = true;
-    self->OnConnected();
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+    self->OnIoError(strerror(errno));
     return;
   }
-  if (events & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-    std::string reason;
-    if (events & BEV_EVENT_EOF) {
-      reason = "connection closed by peer";
-    } else {
-      reason = OpensslErrorString(bev);
-      if (reason.empty()) {
-        int err = EVUTIL_SOCKET_ERROR();
-        reason =
-            err != 0 ? evutil_socket_error_to_string(err) : "connection error";
-      }
+  if (self->ssl_ == nullptr) {
+    self->worker_->counters().bytes_in.Add(static_cast<size_t>(n));
+    if (self->session_ != nullptr) {
+      self->session_->Receive(buf, static_cast<size_t>(n)).IgnoreError();
     }
-    self->OnTransportError(reason, !self->connected_);
+    return;
   }
+  self->tls_in_ = buf;
+  self->tls_in_len_ = static_cast<size_t>(n);
+  if (self->handshaking_) self->ContinueHandshake();
+  if (!self->handshaking_ && !self->closed_) self->ReadTls();
+  // OpenSSL keeps a partial record itself; what is left here belongs to a
+  // connection that closed meanwhile.
+  self->tls_in_ = nullptr;
+  self->tls_in_len_ = 0;
+}
+
+void Connection::ContinueHandshake() {
+  ERR_clear_error();
+  int rv = SSL_do_handshake(ssl_);
+  if (rv == 1) {
+    handshaking_ = false;
+    if (!out_.empty()) ScheduleFlush();  // our last flight
+    if (handshake_timer_ != nullptr) evtimer_del(handshake_timer_.get());
+    connected_ = true;
+    OnConnected();
+    return;
+  }
+  int err = SSL_get_error(ssl_, rv);
+  if (!out_.empty()) ScheduleFlush();
+  if (err == SSL_ERROR_WANT_READ) return;
+  std::string reason = OpensslErrors();
+  if (reason.empty()) reason = "TLS handshake failed";
+  // Best effort: let the peer see our alert before the socket closes.
+  SendPending();
+  if (!closed_) OnTransportError(reason, /*handshake=*/true);
+}
+
+void Connection::ReadTls() {
+  uint8_t* plain = worker_->plaintext_buffer();
+  while (!closed_) {
+    ERR_clear_error();
+    int n = SSL_read(ssl_, plain, static_cast<int>(Worker::kPlaintextBufferSize));
+    if (n > 0) {
+      worker_->counters().bytes_in.Add(static_cast<size_t>(n));
+      if (session_ != nullptr &&
+          !session_->Receive(plain, static_cast<size_t>(n)).ok()) {
+        break;
+      }
+      continue;
+    }
+    int err = SSL_get_error(ssl_, n);
+    if (err == SSL_ERROR_WANT_READ) break;
+    if (err == SSL_ERROR_ZERO_RETURN) {
+      OnTransportError("connection closed by peer", false);
+      return;
+    }
+    std::string reason = OpensslErrors();
+    OnIoError(reason.empty() ? "TLS read failed" : reason);
+    return;
+  }
+  // Post-handshake messages (key update) may have produced output.
+  if (!out_.empty() && !closed_) ScheduleFlush();
+}
+
+bool Connection::EncryptPending() {
+  size_t off = 0;
+  while (off < plain_out_.size()) {
+    const size_t chunk = std::min(kTlsRecordPayload, plain_out_.size() - off);
+    ERR_clear_error();
+    int n = SSL_write(ssl_, plain_out_.data() + off, static_cast<int>(chunk));
+    if (n <= 0) {
+      std::string reason = OpensslErrors();
+      plain_out_.clear();
+      OnIoError(reason.empty() ? "TLS write failed" : reason);
+      return false;
+    }
+    off += static_cast<size_t>(n);
+  }
+  plain_out_.clear();
+  return true;
+}
+
+void Connection::SendPending() {
+  while (out_head_ < out_.size()) {
+    ssize_t n = send(socket_, out_.data() + out_head_, out_.size() - out_head_,
+                     MSG_NOSIGNAL);
+    if (n > 0) {
+      out_head_ += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (!write_armed_ && write_event_ != nullptr) {
+        write_armed_ = true;
+        event_add(write_event_.get(), nullptr);
+      }
+      // Keep the queue from growing at the front forever.
+      if (out_head_ >= kWriteHighWatermark && out_head_ * 2 >= out_.size()) {
+        out_.erase(0, out_head_);
+        out_head_ = 0;
+      }
+      return;
+    }
+    // Only reached with a socket error; the caller's state decides what the
+    // error means (during Close it just ends the flush).
+    out_.clear();
+    out_head_ = 0;
+    if (write_armed_) {
+      write_armed_ = false;
+      event_del(write_event_.get());
+    }
+    if (!closed_) OnIoError(n < 0 ? strerror(errno) : "send failed");
+    return;
+  }
+  out_.clear();
+  out_head_ = 0;
+  if (write_armed_) {
+    write_armed_ = false;
+    event_del(write_event_.get());
+  }
+}
+
+void Connection::AfterSend() {
+  if (closing_) {
+    if (BufferedWriteBytes() == 0) FinalClose();
+    return;
+  }
+  if (producer_blocked_ && !closed_ && session_ != nullptr &&
+      BufferedWriteBytes() < kWriteHighWatermark / 2) {
+    producer_blocked_ = false;
+    session_->OnWriteDrained();
+  }
+}
+
+void Connection::FlushOutput() {
+  flush_queued_ = false;
+  if (final_closed_ || socket_ < 0) return;
+  if (ssl_ != nullptr && !handshaking_ && !plain_out_.empty() &&
+      !EncryptPending()) {
+    return;
+  }
+  SendPending();
+  AfterSend();
+}
+
+void Connection::OnWritable(evutil_socket_t, short, void* arg) {
+  auto* self = static_cast<Connection*>(arg);
+  if (self->final_closed_) return;
+  self->SendPending();
+  self->AfterSend();
+}
+
+void Connection::OnIoError(const std::string& reason) {
+  if (closed_) {
+    FinalClose();
+    return;
+  }
+  OnTransportError(reason, !connected_);
 }
 
 void Connection::ArmHandshakeTimer() {
@@ -269,21 +463,17 @@ void Connection::Close(bool flush) {
   if (session_ != nullptr && !session_->done()) {
     session_->Terminate(absl::CancelledError("connection closed"));
   }
-  if (flush && bev_ != nullptr && BufferedWriteBytes() > 0) {
+  if (flush && socket_ >= 0 && BufferedWriteBytes() > 0 && !handshaking_) {
     // Let the last frames (GOAWAY) out, but not forever.
-    bufferevent_disable(bev_.get(), EV_READ);
-    bufferevent_setwatermark(bev_.get(), EV_WRITE, 0, 0);
-    bufferevent_setcb(bev_.get(), nullptr, &OnFlushedForClose, &OnEvent, this);
+    closing_ = true;
+    if (read_event_ != nullptr) event_del(read_event_.get());
     close_timer_.reset(evtimer_new(worker_->base(), &OnCloseTimeout, this));
     timeval tv = {1, 0};
     evtimer_add(close_timer_.get(), &tv);
+    FlushOutput();
     return;
   }
   FinalClose();
-}
-
-void Connection::OnFlushedForClose(bufferevent*, void* arg) {
-  static_cast<Connection*>(arg)->FinalClose();
 }
 
 void Connection::OnCloseTimeout(evutil_socket_t, short, void* arg) {
@@ -294,10 +484,9 @@ void Connection::FinalClose() {
   if (final_closed_) return;
   final_closed_ = true;
   closed_ = true;
-  if (bev_ != nullptr) {
-    bufferevent_setcb(bev_.get(), nullptr, nullptr, nullptr, nullptr);
-    bufferevent_disable(bev_.get(), EV_READ | EV_WRITE);
-  }
+  closing_ = false;
+  read_event_.reset();
+  write_event_.reset();
   close_timer_.reset();
   worker_->DeferredDelete(std::unique_ptr<Deletable>(this));
 }
@@ -338,28 +527,14 @@ void DownstreamConnection::Start() {
       return;
     }
   }
-  const int options = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;
+  const evutil_socket_t fd = fd_;
+  fd_ = -1;  // the connection owns it from here
   if (ssl != nullptr) {
-    bufferevent* bev = bufferevent_openssl_socket_new(
-        worker_->base(), fd_, ssl.get(), BUFFEREVENT_SSL_ACCEPTING, options);
-    if (bev == nullptr) {
-      evutil_closesocket(fd_);
-      Close(false);
-      return;
-    }
-    SSL* raw = ssl.release();  // the bufferevent frees it
-    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-    Adopt(bev, raw);
     ArmHandshakeTimer();
+    Adopt(fd, std::move(ssl), /*server=*/true);
     return;
   }
-  bufferevent* bev = bufferevent_socket_new(worker_->base(), fd_, options);
-  if (bev == nullptr) {
-    evutil_closesocket(fd_);
-    Close(false);
-    return;
-  }
-  Adopt(bev, nullptr);
+  Adopt(fd, nullptr, /*server=*/true);
   connected_ = true;
   OnConnected();
 }
@@ -439,7 +614,7 @@ UpstreamConnection::UpstreamConnection(Worker* worker, UpstreamPool* pool,
 }
 
 UpstreamConnection::~UpstreamConnection() {
-  if (fd_ >= 0 && bev_ == nullptr) evutil_closesocket(fd_);
+  if (fd_ >= 0) evutil_closesocket(fd_);
   worker_->counters().upstream_connections_active.Sub();
 }
 
@@ -502,36 +677,23 @@ void UpstreamConnection::OnSocketConnected(evutil_socket_t fd, short events,
                             strerror(err)));
     return;
   }
-  const int options = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;
+  self->fd_ = -1;  // the connection owns it from here
   if (self->target_.use_tls) {
     ConnectionSecurity* security = self->worker_->security();
     crypto::SslPtr ssl(
         security != nullptr ? security->NewClientSsl(self->target_) : nullptr);
     if (ssl == nullptr) {
+      evutil_closesocket(fd);
       self->worker_->counters().upstream_handshake_tls_error.Add();
       self->Fail("handshake failure: no TLS context for " +
                  self->target_.address);
       return;
     }
-    bufferevent* bev =
-        bufferevent_openssl_socket_new(self->worker_->base(), fd, ssl.get(),
-                                       BUFFEREVENT_SSL_CONNECTING, options);
-    if (bev == nullptr) {
-      self->Fail("handshake failure: cannot create TLS bufferevent");
-      return;
-    }
-    SSL* raw = ssl.release();  // the bufferevent frees it
-    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-    self->Adopt(bev, raw);
     self->ArmHandshakeTimer();
+    self->Adopt(fd, std::move(ssl), /*server=*/false);
     return;
   }
-  bufferevent* bev = bufferevent_socket_new(self->worker_->base(), fd, options);
-  if (bev == nullptr) {
-    self->Fail("connect failure: cannot create bufferevent");
-    return;
-  }
-  self->Adopt(bev, nullptr);
+  self->Adopt(fd, nullptr, /*server=*/false);
   self->connected_ = true;
   self->OnConnected();
 }

@@ -8,13 +8,22 @@
 namespace meshguard::sidecar::proxy {
 
 bool IsHopByHop(const Header& header) {
-  const std::string& n = header.name;
-  if (n == "connection" || n == "keep-alive" || n == "proxy-connection" ||
-      n == "transfer-encoding" || n == "upgrade") {
-    return true;
+  // Runs for every header of every call: the length picks the candidates.
+  const std::string_view n = header.name;
+  switch (n.size()) {
+    case 2:
+      return n == "te" && !absl::EqualsIgnoreCase(header.value, "trailers");
+    case 7:
+      return n == "upgrade";
+    case 10:
+      return n == "connection" || n == "keep-alive";
+    case 16:
+      return n == "proxy-connection";
+    case 17:
+      return n == "transfer-encoding";
+    default:
+      return false;
   }
-  if (n == "te") return !absl::EqualsIgnoreCase(header.value, "trailers");
-  return false;
 }
 
 void RemoveHopByHop(HeaderList& headers) {

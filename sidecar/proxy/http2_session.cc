@@ -334,7 +334,11 @@ int Http2Session::OnBeginHeaders(nghttp2_session*, const nghttp2_frame* frame,
     self->got_initial_headers_[id] = false;
     self->callbacks_->OnActiveStreamsChanged();
   }
-  if (self->handlers_.contains(id)) self->pending_headers_[id].clear();
+  if (self->handlers_.contains(id)) {
+    HeaderList& headers = self->pending_headers_[id];
+    headers.clear();
+    headers.reserve(16);  // a gRPC request carries about a dozen
+  }
   return 0;
 }
 

@@ -1,7 +1,5 @@
 #include "sidecar/proxy/proxy.h"
 
-#include <event2/thread.h>
-
 #include <csignal>
 #include <mutex>
 #include <thread>
@@ -19,12 +17,11 @@ absl::StatusOr<std::unique_ptr<Proxy>> Proxy::Create(
   if (options.num_workers < 1) {
     return absl::InvalidArgumentError("num_workers must be at least 1");
   }
-  // RunInLoop wakes loops from other threads; libevent must know.
   static std::once_flag once;
   std::call_once(once, [] {
-    evthread_use_pthreads();
-    // libevent and OpenSSL write with write(2): a peer that closed its end
-    // must be an EPIPE on that connection, not a process-killing signal.
+    // Sockets are written with MSG_NOSIGNAL; this also covers any other
+    // write(2) in the process: a peer that closed its end must be an EPIPE
+    // on that connection, not a process-killing signal.
     signal(SIGPIPE, SIG_IGN);
   });
   std::unique_ptr<Proxy> proxy(new Proxy(options, security));

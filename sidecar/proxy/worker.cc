@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -53,14 +54,34 @@ Worker::Worker(int index, const ProxyOptions& options,
                ConnectionSecurity* security)
     : index_(index), options_(options), security_(security) {}
 
-Worker::~Worker() { Stop(); }
+Worker::~Worker() {
+  Stop();
+  cross_thread_event_.reset();
+  if (wake_fd_ >= 0) close(wake_fd_);
+}
 
 absl::Status Worker::Init() {
-  base_.reset(event_base_new());
+  event_config* cfg = event_config_new();
+  if (cfg == nullptr) return absl::InternalError("event_config_new failed");
+  // One thread owns the loop; cross-thread wake-ups use wake_fd_.
+  event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
+  // A read event disarmed and re-armed within one round costs no syscall.
+  event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+  base_.reset(event_base_new_with_config(cfg));
+  event_config_free(cfg);
   if (base_ == nullptr) return absl::InternalError("event_base_new failed");
+  read_buffer_ = std::make_unique<uint8_t[]>(kReadBufferSize);
+  plaintext_buffer_ = std::make_unique<uint8_t[]>(kPlaintextBufferSize);
   posted_event_.reset(event_new(base_.get(), -1, 0, &OnPosted, this));
-  cross_thread_event_.reset(
-      event_new(base_.get(), -1, EV_PERSIST, &OnCrossThread, this));
+  flush_event_.reset(event_new(base_.get(), -1, 0, &OnFlush, this));
+  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd_ < 0) {
+    return absl::InternalError(absl::StrCat("eventfd: ", strerror(errno)));
+  }
+  cross_thread_event_.reset(event_new(base_.get(), wake_fd_,
+                                      EV_READ | EV_PERSIST, &OnCrossThread,
+                                      this));
+  event_add(cross_thread_event_.get(), nullptr);
   credential_timer_.reset(
       event_new(base_.get(), -1, EV_PERSIST, &OnCredentialTimer, this));
   timeval tv = absl::ToTimeval(options_.credential_check_interval);
@@ -158,11 +179,15 @@ void Worker::RunInLoop(std::function<void()> fn) {
     absl::MutexLock lock(&mu_);
     cross_thread_.push_back(std::move(fn));
   }
-  event_active(cross_thread_event_.get(), EV_READ, 0);
+  const uint64_t one = 1;
+  // Only fails when the counter would overflow: a wake-up is pending then.
+  (void)!write(wake_fd_, &one, sizeof(one));
 }
 
-void Worker::OnCrossThread(evutil_socket_t, short, void* arg) {
+void Worker::OnCrossThread(evutil_socket_t fd, short, void* arg) {
   auto* self = static_cast<Worker*>(arg);
+  uint64_t count;
+  (void)!read(fd, &count, sizeof(count));
   std::vector<std::function<void()>> fns;
   {
     absl::MutexLock lock(&self->mu_);
@@ -185,6 +210,31 @@ void Worker::DeferredDelete(std::unique_ptr<Deletable> object) {
     posted_scheduled_ = true;
     event_active(posted_event_.get(), EV_READ, 0);
   }
+}
+
+void Worker::QueueFlush(Connection* c) {
+  flush_list_.push_back(c);
+  if (!flush_scheduled_) {
+    flush_scheduled_ = true;
+    // Runs after the callbacks already active in this round.
+    event_active(flush_event_.get(), EV_WRITE, 0);
+  }
+}
+
+void Worker::CancelFlush(Connection* c) {
+  for (Connection*& queued : flush_list_) {
+    if (queued == c) queued = nullptr;
+  }
+}
+
+void Worker::OnFlush(evutil_socket_t, short, void* arg) {
+  auto* self = static_cast<Worker*>(arg);
+  // By index: flushing may queue more (a drained session produces frames).
+  for (size_t i = 0; i < self->flush_list_.size(); ++i) {
+    if (Connection* c = self->flush_list_[i]) c->FlushOutput();
+  }
+  self->flush_list_.clear();
+  self->flush_scheduled_ = false;
 }
 
 void Worker::OnPosted(evutil_socket_t, short, void* arg) {

@@ -2,6 +2,7 @@
 // connections, the upstream pool, counters. Internal to the proxy runtime.
 //
 // Threading: RunInLoop and counters() may be called from any thread;
+// the event base has no locks.
 // everything else only on the worker's own thread (or before Start).
 #ifndef MESHGUARD_SIDECAR_PROXY_WORKER_H_
 #define MESHGUARD_SIDECAR_PROXY_WORKER_H_
@@ -68,6 +69,16 @@ class Worker final : public Dispatcher {
   ConnectionSecurity* security() const { return security_; }
   const ProxyOptions& options() const { return options_; }
   void AddConnection(Connection* c) { connections_.insert(c); }
+  // Connections with output to send: flushed once per loop round, after
+  // every socket that was ready has been read (see connections.h).
+  void QueueFlush(Connection* c);
+  void CancelFlush(Connection* c);
+  // Scratch space for one recv() (ciphertext or h2c bytes) and for one
+  // SSL_read; only valid within one callback.
+  static constexpr size_t kReadBufferSize = 64 << 10;
+  static constexpr size_t kPlaintextBufferSize = 64 << 10;
+  uint8_t* read_buffer() { return read_buffer_.get(); }
+  uint8_t* plaintext_buffer() { return plaintext_buffer_.get(); }
   void RemoveConnection(Connection* c) { connections_.erase(c); }
   void BeginDrain();
   void DrainCredentialsOlderThan(uint64_t version);
@@ -86,6 +97,7 @@ class Worker final : public Dispatcher {
                        int addrlen, void* arg);
   static void OnPosted(evutil_socket_t, short, void* arg);
   static void OnCrossThread(evutil_socket_t, short, void* arg);
+  static void OnFlush(evutil_socket_t, short, void* arg);
   static void OnCredentialTimer(evutil_socket_t, short, void* arg);
   void RunPosted();
   void CloseAll();
@@ -97,6 +109,10 @@ class Worker final : public Dispatcher {
   Counters counters_;
   std::unique_ptr<event_base, EventBaseDeleter> base_;
   EventPtr posted_event_;
+  EventPtr flush_event_;
+  // The loop is lock-free (EVENT_BASE_FLAG_NOLOCK): other threads wake it
+  // through this eventfd, never through libevent calls.
+  int wake_fd_ = -1;
   EventPtr cross_thread_event_;
   EventPtr credential_timer_;
   std::vector<std::unique_ptr<ListenerState>> listeners_;
@@ -105,6 +121,10 @@ class Worker final : public Dispatcher {
   std::vector<std::function<void()>> posted_;
   std::vector<std::unique_ptr<Deletable>> deferred_;
   bool posted_scheduled_ = false;
+  std::vector<Connection*> flush_list_;
+  bool flush_scheduled_ = false;
+  std::unique_ptr<uint8_t[]> read_buffer_;
+  std::unique_ptr<uint8_t[]> plaintext_buffer_;
   std::thread thread_;
 
   absl::Mutex mu_;
