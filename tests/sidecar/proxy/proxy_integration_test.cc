@@ -448,6 +448,38 @@ TEST_F(ProxyIntegrationTest, ThousandConcurrentStreamsOnOneConnection) {
   cq.Shutdown();
 }
 
+// Each worker owns its own loop, listener socket (SO_REUSEPORT) and
+// upstream pool; the kernel spreads client connections over them, and
+// every one is served.
+TEST_F(ProxyIntegrationTest, ConnectionsSpreadOverWorkersAndAllAreServed) {
+  const std::vector<CounterValues> before = outbound_->WorkerCounters();
+  ASSERT_EQ(before.size(), 2u);
+  constexpr int kClients = 16;
+  for (int i = 0; i < kClients; ++i) {
+    auto stub = Stub("echo.test");  // its own channel, so its own connection
+    grpc::ClientContext ctx;
+    SetDeadline(ctx, absl::Seconds(10));
+    EchoRequest req;
+    req.set_payload(absl::StrCat("client ", i));
+    EchoResponse resp;
+    grpc::Status status = stub->Echo(&ctx, req, &resp);
+    ASSERT_TRUE(status.ok()) << i << ": " << status.error_message();
+    EXPECT_EQ(resp.payload(), req.payload());
+  }
+  const std::vector<CounterValues> after = outbound_->WorkerCounters();
+  uint64_t total = 0;
+  int workers_used = 0;
+  for (size_t w = 0; w < after.size(); ++w) {
+    const uint64_t accepted = after[w].downstream_connections_total -
+                              before[w].downstream_connections_total;
+    total += accepted;
+    if (accepted > 0) ++workers_used;
+  }
+  EXPECT_EQ(total, static_cast<uint64_t>(kClients));
+  // All 16 on one worker would happen with probability 2^-15.
+  EXPECT_EQ(workers_used, 2);
+}
+
 TEST_F(ProxyIntegrationTest, UpstreamDownIsUnavailableConnectFailure) {
   auto stub = Stub("down.test");
   grpc::ClientContext ctx;
