@@ -390,6 +390,15 @@ absl::Status RunSidecar(const SidecarConfig& config,
     sync.Add(handshakes->WithLabels({side, reason}),
              [p, f = field] { return p->TotalCounters().*f; });
   }
+  util::CounterFamily* drained = metrics.AddCounter(
+      "meshguard_connections_drained_for_credentials_total",
+      "Connections drained (GOAWAY, then closed once idle) because a "
+      "certificate on them was about to expire or a new trust bundle "
+      "(roots, CRL) arrived.",
+      {});
+  sync.Add(drained->WithLabels({}), [p] {
+    return p->TotalCounters().connections_drained_for_credentials;
+  });
   util::CounterFamily* bytes = metrics.AddCounter(
       "meshguard_bytes_total", "Bytes through the data plane.", {"direction"});
   sync.Add(bytes->WithLabels({"in"}),

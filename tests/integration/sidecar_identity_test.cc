@@ -554,6 +554,58 @@ TEST_F(SidecarIdentityTest, RevokedCertificateIsRefusedOnceTheBundleArrives) {
   });
 }
 
+// A connection does not outlive its peer's revocation: once the CRL naming
+// the client sidecar's certificate reaches the server sidecar, the open
+// connection is drained, and the reconnect is refused at the handshake.
+TEST_F(SidecarIdentityTest, RevokedPeersOpenConnectionIsDrainedAndNotReopened) {
+  SidecarSpec spec;
+  spec.name = "doomed";
+  spec.routes = {RouteTo(kEchoAuthority, *server_)};
+  absl::StatusOr<Sidecar*> started = mesh_->StartSidecar(spec);
+  ASSERT_TRUE(started.ok()) << started.status();
+  Sidecar* doomed = *started;
+  auto stub = doomed->Stub(kEchoAuthority);
+  auto echo = [&] {
+    grpc::ClientContext context;
+    context.set_deadline(DeadlineIn(absl::Seconds(5)));
+    EchoRequest request;
+    request.set_payload("still me?");
+    EchoResponse response;
+    return stub->Echo(&context, request, &response);
+  };
+  grpc::Status first = echo();
+  ASSERT_TRUE(first.ok()) << first.error_message();
+  const double drained_before = server_->MetricSum(
+      "meshguard_connections_drained_for_credentials_total", {});
+  ASSERT_GE(drained_before, 0) << "no /metrics";
+  const std::string serial = doomed->Serial();
+  ASSERT_FALSE(serial.empty());
+
+  RunResult revoke = mesh_->ca().Ctl(
+      {"revoke", "--serial", serial, "--reason", "key compromise drill"});
+  ASSERT_TRUE(revoke.status.Success()) << revoke.ToString();
+
+  // The open connection is drained by the server side...
+  EXPECT_TRUE(meshguard::testing::WaitFor(
+      [&] {
+        return server_->MetricSum(
+                   "meshguard_connections_drained_for_credentials_total", {}) >
+               drained_before;
+      },
+      absl::Seconds(15), absl::Milliseconds(100)))
+      << "the server sidecar never drained a connection after the revocation";
+  // ...and the revoked identity cannot get back in.
+  grpc::Status last;
+  const bool refused = meshguard::testing::WaitFor(
+      [&] {
+        last = echo();
+        return last.error_code() == grpc::StatusCode::UNAVAILABLE;
+      },
+      absl::Seconds(15), absl::Milliseconds(200));
+  EXPECT_TRUE(refused) << "calls from the revoked sidecar still get through: "
+                       << last.error_code() << " " << last.error_message();
+}
+
 TEST_F(SidecarIdentityTest, CaTrueLeafFromAForeignRootIsRefused) {
   ForeignCa foreign = MakeForeignCa();
   CertSpec spec =
