@@ -1,6 +1,8 @@
-// The meshguard CA client library: any program links it to get and renew
-// an X.509-SVID and to fetch or watch the trust bundle. meshguardctl and the
-// sidecar's identity agent use it.
+// The meshguard CA client library over gRPC C++: any program links it to get
+// and renew an X.509-SVID, to fetch or watch the trust bundle, and for the
+// admin calls. meshguardctl uses it. Programs that must not carry gRPC (the
+// sidecar) use IdentityClient over H2CaTransport instead (h2_transport.h):
+// the same calls, checks and status codes.
 //
 // Private keys are generated here, in memory, and never leave the process
 // (only their CSRs do). CaClient is thread-safe; each call is one RPC with
@@ -19,44 +21,14 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
+#include "identity/client/ca_transport.h"
+#include "identity/client/identity_client.h"
 #include "identity/crypto/ssl_ptr.h"
 #include "proto/ca.grpc.pb.h"
 
 namespace meshguard::client {
 
-struct CaClientOptions {
-  // host:port of meshguard-ca.
-  std::string address = "127.0.0.1:15012";
-  // PEM roots that authenticate the CA's serving certificate.
-  std::string ca_bundle_pem;
-  // Name the CA's certificate must carry (a DNS SAN).
-  std::string server_name = "meshguard-ca";
-  absl::Duration timeout = absl::Seconds(10);
-};
-
-// A certificate the CA issued, with the key it was issued for.
-struct IssuedCertificate {
-  crypto::EvpPkeyPtr key;
-  std::string key_pem;                 // PKCS#8
-  std::vector<std::string> chain_pem;  // leaf first
-  meshguard::ca::v1::TrustBundle bundle;
-  std::string spiffe_id;
-  std::string serial;
-  absl::Time not_before;
-  absl::Time not_after;
-
-  std::string ChainPem() const;   // chain_pem concatenated
-  std::string BundlePem() const;  // bundle roots concatenated
-};
-
-// Runs WatchTrustBundle on its own thread and calls `on_bundle` for each
-// bundle received (on that thread). Reconnects with backoff until Stop().
-class BundleWatch {
- public:
-  virtual ~BundleWatch() = default;
-  virtual void Stop() = 0;
-};
-
+// IdentityClient over gRPC C++ (see identity_client.h for the calls).
 class CaClient final {
  public:
   static absl::StatusOr<std::unique_ptr<CaClient>> Create(
@@ -86,21 +58,16 @@ class CaClient final {
       const std::string& client_key_pem);
 
  private:
-  explicit CaClient(CaClientOptions options);
-  std::shared_ptr<grpc::Channel> MakeChannel(
-      const std::string& client_cert_chain_pem,
-      const std::string& client_key_pem) const;
-  absl::StatusOr<IssuedCertificate> IssueNew(const std::string& bearer_token,
-                                             const std::string& join_token,
-                                             const std::string& renew_chain,
-                                             const std::string& renew_key,
-                                             const std::string& spiffe_id,
-                                             absl::Duration ttl);
+  explicit CaClient(std::unique_ptr<IdentityClient> client)
+      : client_(std::move(client)) {}
 
-  const CaClientOptions options_;
-  // Channel for unauthenticated-TLS calls (token bootstrap, bundle), shared.
-  std::shared_ptr<grpc::Channel> channel_;
+  const std::unique_ptr<IdentityClient> client_;
 };
+
+// The gRPC C++ CaTransport that CaClient uses, for programs that want to
+// choose their transport (IdentityClient::Create).
+absl::StatusOr<std::unique_ptr<CaTransport>> NewGrpcCaTransport(
+    CaClientOptions options);
 
 // Admin calls, over the CA's Unix socket (unix:PATH) or over mTLS with an
 // admin identity.

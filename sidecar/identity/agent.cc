@@ -5,6 +5,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "identity/client/h2_transport.h"
+#include "identity/client/identity_client.h"
 #include "identity/crypto/certificate.h"
 #include "identity/crypto/tls_context.h"
 #include "identity/crypto/verifier.h"
@@ -19,7 +21,7 @@ namespace v1 = ::meshguard::ca::v1;
 class CaIdentitySource final : public IdentitySource {
  public:
   CaIdentitySource(CaIdentitySourceOptions options,
-                   std::unique_ptr<client::CaClient> client)
+                   std::unique_ptr<client::IdentityClient> client)
       : options_(std::move(options)), client_(std::move(client)) {}
 
   bool TrustRoots(const std::vector<std::string>& root_pems) override {
@@ -32,13 +34,13 @@ class CaIdentitySource final : public IdentitySource {
     if (pem == trusted_pem_) return false;
     client::CaClientOptions ca = options_.ca;
     ca.ca_bundle_pem = pem;
-    absl::StatusOr<std::unique_ptr<client::CaClient>> next =
-        client::CaClient::Create(ca);
+    absl::StatusOr<std::unique_ptr<client::IdentityClient>> next =
+        client::NewH2IdentityClient(ca);
     if (!next.ok()) return false;  // keep what works
     const bool first = trusted_pem_.empty();
     trusted_pem_ = pem;
     if (first && pem == options_.ca.ca_bundle_pem) return false;
-    client_ = std::shared_ptr<client::CaClient>(std::move(*next));
+    client_ = std::shared_ptr<client::IdentityClient>(std::move(*next));
     return true;
   }
 
@@ -76,14 +78,14 @@ class CaIdentitySource final : public IdentitySource {
   }
 
  private:
-  std::shared_ptr<client::CaClient> client() {
+  std::shared_ptr<client::IdentityClient> client() {
     absl::MutexLock lock(&mu_);
     return client_;
   }
 
   const CaIdentitySourceOptions options_;
   absl::Mutex mu_;
-  std::shared_ptr<client::CaClient> client_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<client::IdentityClient> client_ ABSL_GUARDED_BY(mu_);
   std::string trusted_pem_ ABSL_GUARDED_BY(mu_);
   bool join_token_used_ = false;
 };
@@ -97,8 +99,8 @@ absl::StatusOr<std::unique_ptr<IdentitySource>> NewCaIdentitySource(
         "exactly one bootstrap credential is needed: a token file or a join "
         "token");
   }
-  absl::StatusOr<std::unique_ptr<client::CaClient>> c =
-      client::CaClient::Create(options.ca);
+  absl::StatusOr<std::unique_ptr<client::IdentityClient>> c =
+      client::NewH2IdentityClient(options.ca);
   if (!c.ok()) return c.status();
   return std::unique_ptr<IdentitySource>(
       new CaIdentitySource(std::move(options), std::move(*c)));

@@ -24,7 +24,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
-#include "identity/client/ca_client.h"
+#include "identity/client/ca_transport.h"
 #include "identity/util/clock.h"
 #include "proto/ca.pb.h"
 #include "sidecar/identity/credential_store.h"
@@ -32,8 +32,9 @@
 
 namespace meshguard::sidecar {
 
-// Where certificates come from. The real one wraps CaClient; tests use one
-// backed by an in-process CaSigner.
+// Where certificates come from. The real one wraps an IdentityClient over
+// H2CaTransport (the CA API without gRPC's C core); tests use one backed by
+// an in-process CaSigner.
 class IdentitySource {
  public:
   virtual ~IdentitySource() = default;
