@@ -31,19 +31,18 @@ for p in "${PACKAGES[@]}"; do
   fi
 done
 
-# The npm packages tests/deploy validates the Kubernetes manifests with,
-# pinned by tests/deploy/package-lock.json, installed into a fixed directory
-# (MESHGUARD_NODE_DIR) that the sh_tests look in. Quiet when that exact lock
-# is already installed. MESHGUARD_SETUP_NODE=0 skips it (image builds).
-install_node_modules() {
-  [ "${MESHGUARD_SETUP_NODE:-1}" = 0 ] && return 0
-  local here dir lock stamp want
-  here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-  dir=${MESHGUARD_NODE_DIR:-/var/cache/meshguard/node}
-  lock="$here/tests/deploy/package-lock.json"
-  stamp="$dir/.meshguard-lock.sha256"
-  want=$(sha256sum "$lock" "$here/tests/deploy/package.json" | sha256sum | cut -d' ' -f1)
-  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -d "$dir/node_modules/kubernetes-models" ]; then
+# Pinned npm packages, each set installed with `npm ci` from its
+# package.json and package-lock.json; quiet when that exact lock is already
+# installed (a stamp of both files in DIR). MESHGUARD_SETUP_NODE=0 skips
+# them (image builds).
+#   npm_ci_pinned WHAT SRC DIR CHECK: SRC holds package.json and the lock;
+#   DIR gets node_modules (the files are copied there when DIR is not SRC);
+#   CHECK is one module that must be there afterwards.
+npm_ci_pinned() {
+  local what=$1 src=$2 dir=$3 check=$4 stamp want
+  stamp="$dir/node_modules/.meshguard-lock.sha256"
+  want=$(sha256sum "$src/package-lock.json" "$src/package.json" | sha256sum | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -d "$dir/node_modules/$check" ]; then
     return 0
   fi
   if ! command -v npm >/dev/null 2>&1; then
@@ -52,17 +51,33 @@ install_node_modules() {
       echo "setup: apt-get install npm failed; install npm, then run setup again" >&2; return 1
     fi
   fi
-  echo "setup: installing the manifest validators (npm ci) into $dir" >&2
+  echo "setup: installing $what (npm ci) into $dir" >&2
   mkdir -p "$dir"
-  cp "$here/tests/deploy/package.json" "$lock" "$dir/"
+  if [ "$(cd "$src" && pwd -P)" != "$(cd "$dir" && pwd -P)" ]; then
+    cp "$src/package.json" "$src/package-lock.json" "$dir/"
+  fi
   local log
   log=$(mktemp)
-  if ! npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >"$log" 2>&1; then
+  if ! npm ci --prefix "$dir" --ignore-scripts --no-audit --no-fund --loglevel=error >"$log" 2>&1; then
     echo "setup: npm ci in $dir failed (is the npm registry reachable?):" >&2
     tail -20 "$log" >&2; rm -f "$log"; return 1
   fi
   rm -f "$log"
   echo "$want" >"$stamp"
+}
+
+# The manifest validators of tests/deploy, into a fixed directory
+# (MESHGUARD_NODE_DIR) that its sh_tests look in; the gRPC interop suite's
+# grpc-js and proto-loader (tests/interop), in place: its test finds
+# node_modules beside the real path of its package.json.
+install_node_modules() {
+  [ "${MESHGUARD_SETUP_NODE:-1}" = 0 ] && return 0
+  local here
+  here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  npm_ci_pinned "the manifest validators" "$here/tests/deploy" \
+    "${MESHGUARD_NODE_DIR:-/var/cache/meshguard/node}" kubernetes-models &&
+    npm_ci_pinned "the interop suite's gRPC for Node.js" "$here/tests/interop/node" \
+      "$here/tests/interop/node" @grpc/grpc-js
 }
 
 if [ ${#missing[@]} -eq 0 ]; then
