@@ -22,7 +22,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "tests/interop/cpp/call_inspector.h"
+#include "tests/interop/cpp/interop_common.h"
 #include "tests/interop/proto/test.grpc.pb.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:8080", "where to connect (h2c)");
@@ -52,13 +52,8 @@ constexpr int kCompressed = kMiB;
 const std::vector<int> kRequestSizes = {27182, 8, 1828, 45904};
 const std::vector<int> kResponseSizes = {31415, 9, 2653, 58979};
 
-constexpr char kEchoInitial[] = "x-grpc-test-echo-initial";
 constexpr char kEchoInitialValue[] = "test_initial_metadata_value";
-constexpr char kEchoTrailing[] = "x-grpc-test-echo-trailing-bin";
 constexpr char kEchoTrailingValue[] = "\xab\xab\xab";
-constexpr char kToken[] = "x-interop-token";
-constexpr char kQueryToken[] = "x-interop-query-token";
-constexpr char kCallState[] = "x-interop-call-state";
 constexpr char kSpecialMessage[] =
     "\t\ntest with whitespace\r\nand Unicode BMP \u263a and non-BMP "
     "\U0001f608\t\n";
@@ -205,6 +200,35 @@ absl::Status ClientStreaming(Env& env, const std::vector<int>& sizes,
   return absl::OkStatus();
 }
 
+// Reads every response on `stream` (until the server's end) and checks
+// them against `sizes`; with `gzipped`, also that each arrived gzipped.
+template <typename Stream>
+absl::Status ReadResponses(ClientContext& ctx, Stream& stream,
+                           const std::vector<int>& sizes, bool gzipped) {
+  StreamingOutputCallResponse response;
+  size_t i = 0;
+  absl::Status problem;
+  while (stream.Read(&response)) {
+    if (i >= sizes.size()) {
+      problem.Update(
+          Fail(absl::StrCat("more than ", sizes.size(), " responses")));
+    } else {
+      problem.Update(CheckPayload(absl::StrCat("response ", i),
+                                  response.payload(), sizes[i]));
+      if (gzipped && !LastMessageGzipped(ctx.c_call())) {
+        problem.Update(Fail(
+            absl::StrCat("response ", i, " did not arrive gzip-compressed")));
+      }
+    }
+    ++i;
+  }
+  if (!problem.ok()) return problem;
+  if (i != sizes.size()) {
+    return Fail(absl::StrCat(i, " responses, want ", sizes.size()));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ServerStreaming(Env& env, const std::vector<int>& sizes,
                              bool compressed) {
   ClientContext ctx;
@@ -216,30 +240,10 @@ absl::Status ServerStreaming(Env& env, const std::vector<int>& sizes,
     if (compressed) p->mutable_compressed()->set_value(true);
   }
   auto reader = env.stub->StreamingOutputCall(&ctx, request);
-  StreamingOutputCallResponse response;
-  size_t i = 0;
-  absl::Status problem;
-  while (reader->Read(&response)) {
-    if (i >= sizes.size()) {
-      problem.Update(
-          Fail(absl::StrCat("more than ", sizes.size(), " responses")));
-    } else {
-      problem.Update(CheckPayload(absl::StrCat("response ", i),
-                                  response.payload(), sizes[i]));
-      if (compressed && !LastMessageGzipped(ctx.c_call())) {
-        problem.Update(Fail(
-            absl::StrCat("response ", i, " did not arrive gzip-compressed")));
-      }
-    }
-    ++i;
-  }
+  absl::Status read = ReadResponses(ctx, *reader, sizes, compressed);
   grpc::Status s = reader->Finish();
   if (!s.ok()) return CallFailed("StreamingOutputCall", s);
-  if (!problem.ok()) return problem;
-  if (i != sizes.size()) {
-    return Fail(absl::StrCat(i, " responses, want ", sizes.size()));
-  }
-  return absl::OkStatus();
+  return read;
 }
 
 absl::Status PingPong(Env& env) {
@@ -286,23 +290,10 @@ absl::Status HalfDuplex(Env& env) {
     if (!stream->Write(request)) break;
   }
   stream->WritesDone();
-  StreamingOutputCallResponse response;
-  size_t i = 0;
-  absl::Status problem;
-  while (stream->Read(&response)) {
-    if (i < kResponseSizes.size()) {
-      problem.Update(CheckPayload(absl::StrCat("response ", i),
-                                  response.payload(), kResponseSizes[i]));
-    }
-    ++i;
-  }
+  absl::Status read = ReadResponses(ctx, *stream, kResponseSizes, false);
   grpc::Status s = stream->Finish();
   if (!s.ok()) return CallFailed("HalfDuplexCall", s);
-  if (!problem.ok()) return problem;
-  if (i != kResponseSizes.size()) {
-    return Fail(absl::StrCat(i, " responses, want ", kResponseSizes.size()));
-  }
-  return absl::OkStatus();
+  return read;
 }
 
 absl::Status EmptyStream(Env& env) {
@@ -551,7 +542,7 @@ int Run() {
     args.SetString(GRPC_ARG_DEFAULT_AUTHORITY, absl::GetFlag(FLAGS_authority));
   }
   args.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
-  args.SetMaxReceiveMessageSize(16 << 20);
+  args.SetMaxReceiveMessageSize(kMaxMessageBytes);
   auto channel = grpc::CreateCustomChannel(
       absl::GetFlag(FLAGS_target), grpc::InsecureChannelCredentials(), args);
   auto stub = grpc::testing::TestService::NewStub(channel);

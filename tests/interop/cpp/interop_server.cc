@@ -16,7 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "tests/interop/cpp/call_inspector.h"
+#include "tests/interop/cpp/interop_common.h"
 #include "tests/interop/proto/test.grpc.pb.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:0",
@@ -37,13 +37,6 @@ using grpc::testing::StreamingInputCallRequest;
 using grpc::testing::StreamingInputCallResponse;
 using grpc::testing::StreamingOutputCallRequest;
 using grpc::testing::StreamingOutputCallResponse;
-
-constexpr char kEchoInitial[] = "x-grpc-test-echo-initial";
-constexpr char kEchoTrailing[] = "x-grpc-test-echo-trailing-bin";
-constexpr char kToken[] = "x-interop-token";
-constexpr char kQueryToken[] = "x-interop-query-token";
-constexpr char kCallState[] = "x-interop-call-state";
-constexpr int kMaxMessageBytes = 16 << 20;
 
 std::string Metadata(const ServerContext& context, const char* key) {
   auto it = context.client_metadata().find(key);

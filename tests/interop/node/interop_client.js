@@ -51,6 +51,12 @@ function checkPayload(what, p, size) {
   check(body.every((b) => b === 0), `${what}: payload is not all zeros`);
 }
 
+function checkResponses(responses, sizes) {
+  check(responses.length === sizes.length,
+        `${responses.length} responses, want ${sizes.length}`);
+  responses.forEach((r, i) => checkPayload(`response ${i}`, r.payload, sizes[i]));
+}
+
 function outputRequest(sizes, requestSize = 0, compressed = false) {
   return {
     response_parameters: sizes.map((size) => ({size, compressed: {value: compressed}})),
@@ -237,9 +243,7 @@ class Client {
     const responses = await reader.all();
     const status = await reader.status();
     if (status.code !== grpc.status.OK) throw callFailed('StreamingOutputCall', status);
-    check(responses.length === sizes.length,
-          `${responses.length} responses, want ${sizes.length}`);
-    responses.forEach((r, i) => checkPayload(`response ${i}`, r.payload, sizes[i]));
+    checkResponses(responses, sizes);
   }
 
   server_streaming() {
@@ -279,9 +283,7 @@ class Client {
     const responses = await reader.all();
     const status = await reader.status();
     if (status.code !== grpc.status.OK) throw callFailed('HalfDuplexCall', status);
-    check(responses.length === RESPONSE_SIZES.length,
-          `${responses.length} responses, want ${RESPONSE_SIZES.length}`);
-    responses.forEach((r, i) => checkPayload(`response ${i}`, r.payload, RESPONSE_SIZES[i]));
+    checkResponses(responses, RESPONSE_SIZES);
   }
 
   async empty_stream() {

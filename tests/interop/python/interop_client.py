@@ -89,6 +89,12 @@ class Client:
         check(not payload.body.strip(b"\0"), "%s: payload is not all zeros"
               % what)
 
+    def check_responses(self, responses, sizes):
+        check(len(responses) == len(sizes), "%d responses, want %d"
+              % (len(responses), len(sizes)))
+        for i, (r, s) in enumerate(zip(responses, sizes)):
+            self.check_payload("response %d" % i, r.payload, s)
+
     def output_request(self, sizes, request_size=0, compressed=False):
         return self.m.StreamingOutputCallRequest(
             response_parameters=[self.m.ResponseParameters(
@@ -173,10 +179,7 @@ class Client:
                 timeout=self.deadline))
         except grpc.RpcError as e:
             raise call_failed("StreamingOutputCall", e)
-        check(len(responses) == len(sizes), "%d responses, want %d"
-              % (len(responses), len(sizes)))
-        for i, (r, s) in enumerate(zip(responses, sizes)):
-            self.check_payload("response %d" % i, r.payload, s)
+        self.check_responses(responses, sizes)
 
     def server_compressed_streaming(self):
         self.server_streaming([COMPRESSED // 2] * 2, compressed=True)
@@ -210,10 +213,7 @@ class Client:
                                               timeout=self.deadline))
         except grpc.RpcError as e:
             raise call_failed("HalfDuplexCall", e)
-        check(len(responses) == len(RESPONSE_SIZES), "%d responses, want %d"
-              % (len(responses), len(RESPONSE_SIZES)))
-        for i, (r, s) in enumerate(zip(responses, RESPONSE_SIZES)):
-            self.check_payload("response %d" % i, r.payload, s)
+        self.check_responses(responses, RESPONSE_SIZES)
 
     def empty_stream(self):
         try:

@@ -1,4 +1,4 @@
-#include "tests/interop/cpp/call_inspector.h"
+#include "tests/interop/cpp/interop_common.h"
 
 #include <cstdint>
 
