@@ -7,7 +7,8 @@ def meshguard_proto_library(name, srcs, deps = [], grpc = False, visibility = No
       name: the cc_library's name.
       srcs: .proto files in this package.
       deps: other meshguard_proto_library targets these files import.
-      grpc: also run grpc_cpp_plugin (for files that declare services).
+      grpc: also run grpc_cpp_plugin (for files that declare services); the
+        messages alone are then `name`_messages.
       visibility: the cc_library's visibility.
     """
     pkg = native.package_name()
@@ -38,10 +39,32 @@ def meshguard_proto_library(name, srcs, deps = [], grpc = False, visibility = No
         srcs = srcs + [d + "_srcs" for d in deps],
         visibility = visibility,
     )
+    if not grpc:
+        native.cc_library(
+            name = name,
+            srcs = outs_cc,
+            hdrs = outs_h,
+            deps = deps + ["@system//:protobuf"],
+            visibility = visibility,
+        )
+        return
+
+    # With services: the messages alone as `name`_messages (what a program
+    # that speaks the API without gRPC's runtime links, e.g. the sidecar's
+    # identity agent), and `name` adding the gRPC stubs and runtime.
+    pb_h = [h for h in outs_h if not h.endswith(".grpc.pb.h")]
+    pb_cc = [c for c in outs_cc if not c.endswith(".grpc.pb.cc")]
+    native.cc_library(
+        name = name + "_messages",
+        srcs = pb_cc,
+        hdrs = pb_h,
+        deps = deps + ["@system//:protobuf"],
+        visibility = visibility,
+    )
     native.cc_library(
         name = name,
-        srcs = outs_cc,
-        hdrs = outs_h,
-        deps = deps + ["@system//:protobuf"] + (["@system//:grpc++"] if grpc else []),
+        srcs = [c for c in outs_cc if c.endswith(".grpc.pb.cc")],
+        hdrs = [h for h in outs_h if h.endswith(".grpc.pb.h")],
+        deps = [":" + name + "_messages", "@system//:grpc++"],
         visibility = visibility,
     )
