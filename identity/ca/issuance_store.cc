@@ -6,7 +6,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstddef>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -116,8 +119,13 @@ absl::Status SqliteError(sqlite3* db, int rc, absl::string_view path,
 struct StmtDeleter {
   void operator()(sqlite3_stmt* stmt) const { sqlite3_finalize(stmt); }
 };
+using StmtPtr = std::unique_ptr<sqlite3_stmt, StmtDeleter>;
 
-// One prepared statement. Values are only ever bound, never spliced into SQL.
+// One prepared statement, in use. Values are only ever bound, never spliced
+// into SQL. Either owns its sqlite3_stmt (Prepare: finalized when this goes
+// away) or borrows one from the store's cache (Borrow: reset, and its
+// bindings cleared, when this goes away, so that it holds no read snapshot
+// and no copy of the values between uses).
 class Statement {
  public:
   static absl::StatusOr<Statement> Prepare(sqlite3* db, absl::string_view path,
@@ -125,28 +133,57 @@ class Statement {
     sqlite3_stmt* raw = nullptr;
     const int rc = sqlite3_prepare_v2(
         db, sql.data(), static_cast<int>(sql.size()), &raw, nullptr);
-    std::unique_ptr<sqlite3_stmt, StmtDeleter> stmt(raw);
+    StmtPtr stmt(raw);
     if (rc != SQLITE_OK) {
       return SqliteError(db, rc, path, absl::StrCat("cannot prepare ", sql));
     }
-    return Statement(db, path, std::move(stmt));
+    sqlite3_stmt* borrowed = stmt.get();
+    return Statement(db, path, borrowed, std::move(stmt));
+  }
+
+  // A statement from IssuanceStore::Prepared: it stays the store's, which
+  // must not hand it out again before this Statement is gone.
+  static absl::StatusOr<Statement> Borrow(
+      sqlite3* db, absl::string_view path,
+      absl::StatusOr<sqlite3_stmt*> prepared) {
+    if (!prepared.ok()) return prepared.status();
+    return Statement(db, path, *prepared, nullptr);
+  }
+
+  Statement(Statement&& other) noexcept
+      : db_(other.db_),
+        path_(other.path_),
+        stmt_(std::exchange(other.stmt_, nullptr)),
+        owned_(std::move(other.owned_)),
+        bind_rc_(other.bind_rc_),
+        last_rc_(other.last_rc_) {}
+  Statement& operator=(Statement&&) = delete;
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  ~Statement() {
+    if (stmt_ != nullptr && owned_ == nullptr) {
+      // The return value repeats the last step's error, already reported.
+      sqlite3_reset(stmt_);
+      sqlite3_clear_bindings(stmt_);
+    }
   }
 
   // Parameters are numbered from 1, as in SQLite.
   Statement& Bind(int i, absl::string_view text) {
-    Check(sqlite3_bind_text(stmt_.get(), i, text.data(),
+    Check(sqlite3_bind_text(stmt_, i, text.data(),
                             static_cast<int>(text.size()), SQLITE_TRANSIENT));
     return *this;
   }
   Statement& Bind(int i, int64_t value) {
-    Check(sqlite3_bind_int64(stmt_.get(), i, value));
+    Check(sqlite3_bind_int64(stmt_, i, value));
     return *this;
   }
   Statement& Bind(int i, absl::Time t) {
     return Bind(i, absl::ToUnixMicros(t));
   }
   Statement& BindNull(int i) {
-    Check(sqlite3_bind_null(stmt_.get(), i));
+    Check(sqlite3_bind_null(stmt_, i));
     return *this;
   }
 
@@ -156,7 +193,7 @@ class Statement {
       return SqliteError(db_, bind_rc_, path_,
                          absl::StrCat(what, ": cannot bind parameter"));
     }
-    const int rc = sqlite3_step(stmt_.get());
+    const int rc = sqlite3_step(stmt_);
     if (rc == SQLITE_ROW) return true;
     if (rc == SQLITE_DONE) return false;
     last_rc_ = rc;
@@ -174,24 +211,22 @@ class Statement {
   int last_rc() const { return last_rc_; }
 
   bool IsNull(int col) const {
-    return sqlite3_column_type(stmt_.get(), col) == SQLITE_NULL;
+    return sqlite3_column_type(stmt_, col) == SQLITE_NULL;
   }
-  int64_t Int64(int col) const {
-    return sqlite3_column_int64(stmt_.get(), col);
-  }
+  int64_t Int64(int col) const { return sqlite3_column_int64(stmt_, col); }
   absl::Time Time(int col) const { return absl::FromUnixMicros(Int64(col)); }
   std::string Text(int col) const {
-    const unsigned char* text = sqlite3_column_text(stmt_.get(), col);
-    const int size = sqlite3_column_bytes(stmt_.get(), col);
+    const unsigned char* text = sqlite3_column_text(stmt_, col);
+    const int size = sqlite3_column_bytes(stmt_, col);
     if (text == nullptr) return std::string();
     return std::string(reinterpret_cast<const char*>(text),
                        static_cast<size_t>(size));
   }
 
  private:
-  Statement(sqlite3* db, absl::string_view path,
-            std::unique_ptr<sqlite3_stmt, StmtDeleter> stmt)
-      : db_(db), path_(path), stmt_(std::move(stmt)) {}
+  Statement(sqlite3* db, absl::string_view path, sqlite3_stmt* stmt,
+            StmtPtr owned)
+      : db_(db), path_(path), stmt_(stmt), owned_(std::move(owned)) {}
 
   void Check(int rc) {
     if (rc != SQLITE_OK && bind_rc_ == SQLITE_OK) bind_rc_ = rc;
@@ -199,7 +234,8 @@ class Statement {
 
   sqlite3* db_;
   absl::string_view path_;
-  std::unique_ptr<sqlite3_stmt, StmtDeleter> stmt_;
+  sqlite3_stmt* stmt_;  // owned_.get(), or borrowed
+  StmtPtr owned_;
   int bind_rc_ = SQLITE_OK;
   int last_rc_ = SQLITE_OK;
 };
@@ -296,18 +332,21 @@ std::string TokenLabel(absl::string_view hash) {
   return absl::StrCat("sha256 ", hash.substr(0, 12), "...");
 }
 
+constexpr absl::string_view kInsertIssuance =
+    "INSERT INTO issuance (" MG_RECORD_COLUMNS
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+
+constexpr absl::string_view kSelectJoinToken =
+    "SELECT spiffe_id, expires_at_us, used_at_us "
+    "FROM join_token WHERE token_hash = ?1";
+
 // The SPIFFE ID of a join token that could be consumed at `now`, or why
-// not. Shared by LookupJoinToken and (inside its transaction)
-// ConsumeJoinToken.
-absl::StatusOr<std::string> CheckJoinToken(sqlite3* db, const std::string& path,
+// not, with `s` prepared from kSelectJoinToken. Shared by LookupJoinToken
+// and (inside its transaction) ConsumeJoinToken.
+absl::StatusOr<std::string> CheckJoinToken(Statement& s,
                                            const std::string& token_hash,
                                            const std::string& label,
                                            absl::Time now) {
-  MG_ASSIGN_OR_RETURN(
-      Statement s,
-      Statement::Prepare(db, path,
-                         "SELECT spiffe_id, expires_at_us, used_at_us "
-                         "FROM join_token WHERE token_hash = ?1"));
   s.Bind(1, token_hash);
   MG_ASSIGN_OR_RETURN(bool row,
                       s.Step(absl::StrCat("cannot read join token ", label)));
@@ -358,6 +397,36 @@ void IssuanceStore::DbCloser::operator()(sqlite3* db) const {
   // close_v2 also succeeds with statements still open (there are none: every
   // statement is finalized by its own unique_ptr first).
   sqlite3_close_v2(db);
+}
+
+void IssuanceStore::StmtFinalizer::operator()(sqlite3_stmt* stmt) const {
+  sqlite3_finalize(stmt);
+}
+
+struct IssuanceStore::PendingIssuance {
+  explicit PendingIssuance(const IssuanceRecord& r) : record(r) {}
+  const IssuanceRecord& record;
+  // Written by the group's committer under mu_, then `done` under queue_mu_;
+  // read by the owner after it sees `done` under queue_mu_.
+  absl::Status status;
+  bool done = false;
+};
+
+absl::StatusOr<sqlite3_stmt*> IssuanceStore::Prepared(absl::string_view sql) {
+  auto it = statements_.find(sql);
+  if (it == statements_.end()) {
+    sqlite3_stmt* raw = nullptr;
+    const int rc =
+        sqlite3_prepare_v3(db_.get(), sql.data(), static_cast<int>(sql.size()),
+                           SQLITE_PREPARE_PERSISTENT, &raw, nullptr);
+    std::unique_ptr<sqlite3_stmt, StmtFinalizer> stmt(raw);
+    if (rc != SQLITE_OK) {
+      return SqliteError(db_.get(), rc, path_,
+                         absl::StrCat("cannot prepare ", sql));
+    }
+    it = statements_.emplace(std::string(sql), std::move(stmt)).first;
+  }
+  return it->second.get();
 }
 
 IssuanceStore::IssuanceStore(std::string path, DbPtr db)
@@ -484,12 +553,42 @@ absl::Status IssuanceStore::RecordIssuance(const IssuanceRecord& record) {
                      ": not_after is before not_before"));
   }
 
-  absl::MutexLock lock(&mu_);
+  // Queue up; wait until an earlier caller has committed this row, or until
+  // this one is at the head and commits a group itself.
+  PendingIssuance self(record);
+  std::vector<PendingIssuance*> group;
+  {
+    absl::MutexLock lock(&queue_mu_);
+    queue_.push_back(&self);
+    auto done_or_head = [this, &self]()
+                            ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_) {
+                              return self.done || queue_.front() == &self;
+                            };
+    queue_mu_.Await(absl::Condition(&done_or_head));
+    if (self.done) return self.status;
+    const size_t n = std::min(queue_.size(), kMaxGroupCommit);
+    group.assign(queue_.begin(), queue_.begin() + static_cast<ptrdiff_t>(n));
+  }
+  // Callers arriving now queue behind the group for the next commit.
+  {
+    absl::MutexLock lock(&mu_);
+    CommitIssuances(group);
+  }
+  {
+    absl::MutexLock lock(&queue_mu_);
+    for (PendingIssuance* p : group) {
+      // The group is the queue's head, in order: nobody else pops.
+      queue_.pop_front();
+      p->done = true;
+    }
+  }
+  return self.status;
+}
+
+absl::Status IssuanceStore::InsertIssuance(const IssuanceRecord& record) {
   MG_ASSIGN_OR_RETURN(
       Statement s,
-      Statement::Prepare(db_.get(), path_,
-                         "INSERT INTO issuance (" MG_RECORD_COLUMNS
-                         ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"));
+      Statement::Borrow(db_.get(), path_, Prepared(kInsertIssuance)));
   s.Bind(1, record.serial)
       .Bind(2, record.spiffe_id)
       .Bind(3, record.not_before)
@@ -503,8 +602,6 @@ absl::Status IssuanceStore::RecordIssuance(const IssuanceRecord& record) {
   } else {
     s.BindNull(8);
   }
-  // One statement in autocommit mode: committed (and fsynced) when Step
-  // returns.
   absl::Status status =
       s.Run(absl::StrCat("cannot record serial ", record.serial));
   if (!status.ok() && (s.last_rc() & 0xff) == SQLITE_CONSTRAINT) {
@@ -513,6 +610,48 @@ absl::Status IssuanceStore::RecordIssuance(const IssuanceRecord& record) {
                                                  " is already recorded"));
   }
   return status;
+}
+
+void IssuanceStore::CommitIssuances(
+    const std::vector<PendingIssuance*>& group) {
+  if (group.size() > 1) {
+    // One transaction for the group: a failing INSERT (a duplicate serial)
+    // undoes only itself, and the COMMIT, with synchronous=FULL, makes every
+    // other row durable with one fsync.
+    Transaction txn(db_.get(), path_);
+    absl::Status status = txn.Begin();
+    for (PendingIssuance* p : group) {
+      if (!status.ok()) break;
+      p->status = InsertIssuance(p->record);
+      if (!p->status.ok() && !absl::IsAlreadyExists(p->status)) {
+        status = p->status;  // the transaction may be gone; start over
+      }
+    }
+    if (status.ok()) status = txn.Commit();
+    if (status.ok()) {
+      ++commit_stats_.commits;
+      for (const PendingIssuance* p : group) {
+        if (p->status.ok()) ++commit_stats_.rows;
+      }
+      return;
+    }
+    // Rolled back as `txn` goes: nothing of the group was written. Each row
+    // on its own then, so that one row's failure is not everyone's.
+  }
+  for (PendingIssuance* p : group) {
+    // One statement in autocommit mode: committed (and fsynced) when it
+    // returns.
+    p->status = InsertIssuance(p->record);
+    if (p->status.ok()) {
+      ++commit_stats_.commits;
+      ++commit_stats_.rows;
+    }
+  }
+}
+
+IssuanceStore::CommitStats IssuanceStore::commit_stats() const {
+  absl::MutexLock lock(&mu_);
+  return commit_stats_;
 }
 
 absl::Status IssuanceStore::CreateJoinToken(const std::string& token_hash,
@@ -526,10 +665,10 @@ absl::Status IssuanceStore::CreateJoinToken(const std::string& token_hash,
   absl::MutexLock lock(&mu_);
   MG_ASSIGN_OR_RETURN(
       Statement s,
-      Statement::Prepare(db_.get(), path_,
-                         "INSERT INTO join_token (token_hash, spiffe_id, "
-                         "created_at_us, expires_at_us, used_at_us) "
-                         "VALUES (?1, ?2, ?3, ?4, NULL)"));
+      Statement::Borrow(db_.get(), path_,
+                        Prepared("INSERT INTO join_token (token_hash, "
+                                 "spiffe_id, created_at_us, expires_at_us, "
+                                 "used_at_us) VALUES (?1, ?2, ?3, ?4, NULL)")));
   s.Bind(1, token_hash)
       .Bind(2, spiffe_id)
       .Bind(3, created_at)
@@ -554,16 +693,21 @@ absl::StatusOr<std::string> IssuanceStore::ConsumeJoinToken(
   Transaction txn(db, path_);
   MG_RETURN_IF_ERROR(txn.Begin());
 
-  MG_ASSIGN_OR_RETURN(std::string spiffe_id,
-                      CheckJoinToken(db, path_, token_hash, label, now));
+  std::string spiffe_id;
+  {
+    MG_ASSIGN_OR_RETURN(
+        Statement s, Statement::Borrow(db, path_, Prepared(kSelectJoinToken)));
+    MG_ASSIGN_OR_RETURN(spiffe_id, CheckJoinToken(s, token_hash, label, now));
+  }
   {
     // The IS NULL guard makes the consume safe on its own, even without the
     // write lock BEGIN IMMEDIATE already holds.
     MG_ASSIGN_OR_RETURN(
         Statement s,
-        Statement::Prepare(db, path_,
-                           "UPDATE join_token SET used_at_us = ?1 "
-                           "WHERE token_hash = ?2 AND used_at_us IS NULL"));
+        Statement::Borrow(db, path_,
+                          Prepared("UPDATE join_token SET used_at_us = ?1 "
+                                   "WHERE token_hash = ?2 AND used_at_us IS "
+                                   "NULL")));
     s.Bind(1, now).Bind(2, token_hash);
     MG_RETURN_IF_ERROR(
         s.Run(absl::StrCat("cannot mark join token ", label, " used")));
@@ -580,8 +724,10 @@ absl::StatusOr<std::string> IssuanceStore::LookupJoinToken(
     const std::string& token_hash, absl::Time now) {
   MG_RETURN_IF_ERROR(ValidateTokenHash(token_hash));
   absl::MutexLock lock(&mu_);
-  return CheckJoinToken(db_.get(), path_, token_hash, TokenLabel(token_hash),
-                        now);
+  MG_ASSIGN_OR_RETURN(
+      Statement s,
+      Statement::Borrow(db_.get(), path_, Prepared(kSelectJoinToken)));
+  return CheckJoinToken(s, token_hash, TokenLabel(token_hash), now);
 }
 
 absl::StatusOr<std::vector<std::string>> IssuanceStore::RevokeSerial(
@@ -591,10 +737,11 @@ absl::StatusOr<std::vector<std::string>> IssuanceStore::RevokeSerial(
   Transaction txn(db, path_);
   MG_RETURN_IF_ERROR(txn.Begin());
   {
-    MG_ASSIGN_OR_RETURN(Statement s,
-                        Statement::Prepare(db, path_,
-                                           "SELECT revoked_at_us FROM issuance "
-                                           "WHERE serial = ?1"));
+    MG_ASSIGN_OR_RETURN(
+        Statement s,
+        Statement::Borrow(db, path_,
+                          Prepared("SELECT revoked_at_us FROM issuance "
+                                   "WHERE serial = ?1")));
     s.Bind(1, serial);
     MG_ASSIGN_OR_RETURN(bool row,
                         s.Step(absl::StrCat("cannot read serial ", serial)));
@@ -607,10 +754,11 @@ absl::StatusOr<std::vector<std::string>> IssuanceStore::RevokeSerial(
   {
     MG_ASSIGN_OR_RETURN(
         Statement s,
-        Statement::Prepare(db, path_,
-                           "UPDATE issuance SET revoked_at_us = ?1, "
-                           "revocation_reason = ?2 "
-                           "WHERE serial = ?3 AND revoked_at_us IS NULL"));
+        Statement::Borrow(db, path_,
+                          Prepared("UPDATE issuance SET revoked_at_us = ?1, "
+                                   "revocation_reason = ?2 "
+                                   "WHERE serial = ?3 AND revoked_at_us IS "
+                                   "NULL")));
     s.Bind(1, now).Bind(2, reason).Bind(3, serial);
     MG_RETURN_IF_ERROR(s.Run(absl::StrCat("cannot revoke serial ", serial)));
   }
@@ -629,10 +777,11 @@ absl::StatusOr<std::vector<std::string>> IssuanceStore::RevokeSpiffeId(
   {
     MG_ASSIGN_OR_RETURN(
         Statement s,
-        Statement::Prepare(db, path_,
-                           "SELECT serial FROM issuance WHERE spiffe_id = ?1 "
-                           "AND revoked_at_us IS NULL AND not_after_us > ?2 "
-                           "ORDER BY issued_at_us DESC, rowid DESC"));
+        Statement::Borrow(
+            db, path_,
+            Prepared("SELECT serial FROM issuance WHERE spiffe_id = ?1 "
+                     "AND revoked_at_us IS NULL AND not_after_us > ?2 "
+                     "ORDER BY issued_at_us DESC, rowid DESC")));
     s.Bind(1, spiffe_id).Bind(2, now);
     while (true) {
       MG_ASSIGN_OR_RETURN(bool row, s.Step(what));
@@ -645,10 +794,11 @@ absl::StatusOr<std::vector<std::string>> IssuanceStore::RevokeSpiffeId(
     // Same predicate, same transaction: updates exactly the rows read above.
     MG_ASSIGN_OR_RETURN(
         Statement s,
-        Statement::Prepare(db, path_,
-                           "UPDATE issuance SET revoked_at_us = ?1, "
-                           "revocation_reason = ?2 WHERE spiffe_id = ?3 "
-                           "AND revoked_at_us IS NULL AND not_after_us > ?1"));
+        Statement::Borrow(
+            db, path_,
+            Prepared("UPDATE issuance SET revoked_at_us = ?1, "
+                     "revocation_reason = ?2 WHERE spiffe_id = ?3 "
+                     "AND revoked_at_us IS NULL AND not_after_us > ?1")));
     s.Bind(1, now).Bind(2, reason).Bind(3, spiffe_id);
     MG_RETURN_IF_ERROR(s.Run(what));
   }
@@ -661,11 +811,11 @@ absl::StatusOr<std::vector<IssuanceRecord>> IssuanceStore::ListRevokedUnexpired(
   absl::MutexLock lock(&mu_);
   MG_ASSIGN_OR_RETURN(
       Statement s,
-      Statement::Prepare(db_.get(), path_,
-                         "SELECT " MG_RECORD_COLUMNS " FROM issuance "
-                         "WHERE revoked_at_us IS NOT NULL "
-                         "AND not_after_us > ?1 "
-                         "ORDER BY revoked_at_us, serial"));
+      Statement::Borrow(db_.get(), path_,
+                        Prepared("SELECT " MG_RECORD_COLUMNS " FROM issuance "
+                                 "WHERE revoked_at_us IS NOT NULL "
+                                 "AND not_after_us > ?1 "
+                                 "ORDER BY revoked_at_us, serial")));
   s.Bind(1, now);
   return ReadRecords(s, "cannot list revoked certificates");
 }
@@ -676,12 +826,13 @@ absl::StatusOr<std::vector<IssuanceRecord>> IssuanceStore::List(
   absl::MutexLock lock(&mu_);
   MG_ASSIGN_OR_RETURN(
       Statement s,
-      Statement::Prepare(
+      Statement::Borrow(
           db_.get(), path_,
-          "SELECT " MG_RECORD_COLUMNS " FROM issuance "
-          "WHERE (?1 = '' OR spiffe_id = ?1) "
-          "AND (?2 = 0 OR (revoked_at_us IS NULL AND not_after_us > ?3)) "
-          "ORDER BY issued_at_us DESC, rowid DESC LIMIT ?4"));
+          Prepared(
+              "SELECT " MG_RECORD_COLUMNS " FROM issuance "
+              "WHERE (?1 = '' OR spiffe_id = ?1) "
+              "AND (?2 = 0 OR (revoked_at_us IS NULL AND not_after_us > ?3)) "
+              "ORDER BY issued_at_us DESC, rowid DESC LIMIT ?4")));
   s.Bind(1, filter.spiffe_id)
       .Bind(2, int64_t{filter.live_only ? 1 : 0})
       .Bind(3, filter.now)
@@ -692,10 +843,11 @@ absl::StatusOr<std::vector<IssuanceRecord>> IssuanceStore::List(
 absl::StatusOr<std::optional<IssuanceRecord>> IssuanceStore::Get(
     const std::string& serial) {
   absl::MutexLock lock(&mu_);
-  MG_ASSIGN_OR_RETURN(Statement s,
-                      Statement::Prepare(db_.get(), path_,
-                                         "SELECT " MG_RECORD_COLUMNS
-                                         " FROM issuance WHERE serial = ?1"));
+  MG_ASSIGN_OR_RETURN(
+      Statement s,
+      Statement::Borrow(db_.get(), path_,
+                        Prepared("SELECT " MG_RECORD_COLUMNS
+                                 " FROM issuance WHERE serial = ?1")));
   s.Bind(1, serial);
   MG_ASSIGN_OR_RETURN(bool row,
                       s.Step(absl::StrCat("cannot read serial ", serial)));
@@ -707,9 +859,9 @@ absl::StatusOr<bool> IssuanceStore::IsRevoked(const std::string& serial) {
   absl::MutexLock lock(&mu_);
   MG_ASSIGN_OR_RETURN(
       Statement s,
-      Statement::Prepare(db_.get(), path_,
-                         "SELECT revoked_at_us IS NOT NULL FROM issuance "
-                         "WHERE serial = ?1"));
+      Statement::Borrow(db_.get(), path_,
+                        Prepared("SELECT revoked_at_us IS NOT NULL FROM "
+                                 "issuance WHERE serial = ?1")));
   s.Bind(1, serial);
   MG_ASSIGN_OR_RETURN(bool row,
                       s.Step(absl::StrCat("cannot read serial ", serial)));
@@ -727,17 +879,18 @@ absl::StatusOr<int64_t> IssuanceStore::NextCrlNumber() {
   MG_RETURN_IF_ERROR(txn.Begin());
   {
     MG_ASSIGN_OR_RETURN(
-        Statement s, Statement::Prepare(db, path_,
-                                        "UPDATE crl_number SET last = last + 1 "
-                                        "WHERE id = 1"));
+        Statement s,
+        Statement::Borrow(db, path_,
+                          Prepared("UPDATE crl_number SET last = last + 1 "
+                                   "WHERE id = 1")));
     MG_RETURN_IF_ERROR(s.Run("cannot advance CRL number"));
   }
   int64_t number = 0;
   {
     MG_ASSIGN_OR_RETURN(
         Statement s,
-        Statement::Prepare(db, path_,
-                           "SELECT last FROM crl_number WHERE id = 1"));
+        Statement::Borrow(
+            db, path_, Prepared("SELECT last FROM crl_number WHERE id = 1")));
     MG_ASSIGN_OR_RETURN(bool row, s.Step("cannot read CRL number"));
     if (!row) {
       return absl::DataLossError(absl::StrCat("issuance database ", path_,

@@ -12,7 +12,11 @@
 // now < not_after and it is not revoked.
 //
 // Thread-safe: one connection, used under one mutex; every call runs to
-// completion (including its fsync) while holding it. Several processes (or
+// completion (including its fsync) while holding it. Concurrent
+// RecordIssuance calls are committed in groups: the caller at the head of the
+// queue writes every row queued at that moment in one transaction (one
+// fsync), and each caller returns once the transaction holding its row has
+// committed, as LevelDB's DBImpl::Write groups writers. Several processes (or
 // several IssuanceStore objects) may open the same file; SQLite's locks
 // serialize their writes and busy_timeout makes them wait rather than fail.
 //
@@ -23,12 +27,14 @@
 #define MESHGUARD_IDENTITY_CA_ISSUANCE_STORE_H_
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -37,6 +43,7 @@
 
 // From <sqlite3.h>; kept out of this header so users need not see SQLite.
 struct sqlite3;
+struct sqlite3_stmt;
 
 namespace meshguard::ca {
 
@@ -79,9 +86,10 @@ class IssuanceStore final {
 
   const std::string& path() const { return path_; }
 
-  // Appends one issuance, durable before it returns. ALREADY_EXISTS if the
-  // serial is already recorded; INVALID_ARGUMENT for an empty serial or
-  // SPIFFE ID or an unknown auth_method.
+  // Appends one issuance, durable before it returns (the transaction holding
+  // it, possibly shared with concurrent callers' rows, has committed).
+  // ALREADY_EXISTS if the serial is already recorded; INVALID_ARGUMENT for an
+  // empty serial or SPIFFE ID or an unknown auth_method.
   absl::Status RecordIssuance(const IssuanceRecord& record);
 
   // Stores a join token by the SHA-256 hex of its value (the store never
@@ -139,21 +147,64 @@ class IssuanceStore final {
   // across calls, processes and restarts.
   absl::StatusOr<int64_t> NextCrlNumber();
 
+  // Transactions that recorded issuances, and the rows they committed, since
+  // Open (rows / commits is the mean group size). For metrics and tests.
+  struct CommitStats {
+    int64_t commits = 0;
+    int64_t rows = 0;
+  };
+  CommitStats commit_stats() const;
+
  private:
   struct DbCloser {
     void operator()(sqlite3* db) const;
   };
   using DbPtr = std::unique_ptr<sqlite3, DbCloser>;
+  struct StmtFinalizer {
+    void operator()(sqlite3_stmt* stmt) const;
+  };
+  // A RecordIssuance caller waiting in queue_ (defined in the .cc).
+  struct PendingIssuance;
+
+  // The most rows one group commit takes; later arrivals wait for the next.
+  static constexpr size_t kMaxGroupCommit = 256;
 
   IssuanceStore(std::string path, DbPtr db);
 
   absl::Status InitSchema() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  // `sql` prepared on db_ on first use and kept until the store closes. The
+  // caller wraps it in a Statement (issuance_store.cc), which resets it and
+  // clears its bindings when done, and uses it only while holding mu_.
+  absl::StatusOr<sqlite3_stmt*> Prepared(absl::string_view sql)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Writes `group`'s rows and commits, setting each one's status: one
+  // transaction for all, or, if that fails as a whole (not merely a
+  // duplicate serial), one transaction each, so that every row gets its own
+  // fate.
+  void CommitIssuances(const std::vector<PendingIssuance*>& group)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // One row in autocommit mode.
+  absl::Status InsertIssuance(const IssuanceRecord& record)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   const std::string path_;
-  absl::Mutex mu_;
+
+  // RecordIssuance's queue. Never held while waiting for mu_: the head
+  // releases it before it commits, so that callers arriving meanwhile queue
+  // up for the next group.
+  absl::Mutex queue_mu_;
+  std::deque<PendingIssuance*> queue_ ABSL_GUARDED_BY(queue_mu_);
+
+  mutable absl::Mutex mu_;
   // The one connection. Guarded: SQLite connections are not to be used by two
   // threads at once, and a transaction spans several statements.
   DbPtr db_ ABSL_GUARDED_BY(mu_);
+  // Declared after db_, so destroyed (finalized) before it closes.
+  absl::flat_hash_map<std::string, std::unique_ptr<sqlite3_stmt, StmtFinalizer>>
+      statements_ ABSL_GUARDED_BY(mu_);
+  CommitStats commit_stats_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace meshguard::ca

@@ -113,6 +113,8 @@ if [ -z "$PORT" ]; then
   exit 1
 fi
 CA_ADDR="127.0.0.1:$PORT"
+HTTP_PORT=$(grep '"event":"ca_started"' "$WORK/ca.log" |
+  sed -n 's/.*"http_port":\([0-9]*\).*/\1/p' | head -1 || true)
 CTLG=(--ca "$CA_ADDR" --ca-bundle "$WORK/ca/bundle.pem"
   --admin-socket "$WORK/ca/admin.sock")
 
@@ -171,6 +173,21 @@ done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 ISSUED_TOTAL=$(grep -c '"event":"issued"' "$WORK/ca.log" || true)
 FS_TYPE=$(df -T "$WORK" | awk 'NR == 2 {print $2}')
+# The issuance log's group commit: transactions and rows over the whole run
+# (bootstrap and every round), from the CA's own metrics.
+GROUPING="not available (no http_port in the CA's log)"
+if [ -n "$HTTP_PORT" ] && METRICS=$(curl -sf "http://127.0.0.1:$HTTP_PORT/metrics"); then
+  COMMITS=$(echo "$METRICS" | awk '/^meshguard_ca_issuance_log_commits / {print $2}')
+  ROWS=$(echo "$METRICS" | awk '/^meshguard_ca_issuance_log_rows / {print $2}')
+  if [ -n "$COMMITS" ] && [ -n "$ROWS" ]; then
+    GROUPING=$(awk -v c="$COMMITS" -v r="$ROWS" \
+      'BEGIN { printf "%d rows in %d commits (%.2f rows per fsync)", r, c, (c > 0 ? r / c : 0) }')
+  fi
+fi
+GIT_REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git status --porcelain -- identity tests/bench 2>/dev/null)" ]; then
+  GIT_REV="$GIT_REV with uncommitted changes under identity/ or tests/bench/"
+fi
 
 # Median over rounds (and min-max) of one field for one label.
 TABLE=$(awk -v rounds="$ROUNDS" -v clients_list="$CLIENT_COUNTS" \
@@ -241,8 +258,8 @@ KERNEL=$(uname -r)
 SECTION=$(cat <<EOF
 ## CA issuance
 
-Measured $START_DATE on $NPROC CPUs ($CPU_MODEL, Linux $KERNEL),
-$OPENSSL_VERSION, \`bazel build -c opt\`. Load average (1, 5, 15 min)
+Measured $START_DATE at git $GIT_REV, on $NPROC CPUs ($CPU_MODEL, Linux
+$KERNEL), $OPENSSL_VERSION, \`bazel build -c opt\`. Load average (1, 5, 15 min)
 $LOAD_BEFORE before and $LOAD_AFTER after: the machine is shared with other
 builds, so treat the figures as indicative and compare rows of the same run,
 not runs. $ROUNDS rounds of ${SECONDS_PER_RUN} s per row (openssl: 5 s
@@ -272,9 +289,11 @@ What each number includes:
   the peer's chain against the bundle and CRL (once per leaf and trust
   bundle; later calls of the same peer hit a cache) and checks its serial
   against the revoked set, parses and verifies the CSR, signs, commits the
-  issuance to SQLite (WAL, \`synchronous=FULL\`: an fsync per certificate, on
-  $FS_TYPE here), builds the response (chain + trust bundle) and writes a
-  JSON log line. Rate limiting is off (\`rate_limit.requests_per_second:
+  issuance to SQLite (WAL, \`synchronous=FULL\`, on $FS_TYPE here; issuances
+  that wait for the log together share one transaction and its fsync, and
+  each call returns only once the transaction holding its row has
+  committed: $GROUPING), builds the response (chain + trust bundle) and
+  writes a JSON log line. Rate limiting is off (\`rate_limit.requests_per_second:
   0\`). "per CA CPU-s" is certificates over the CA process's utime+stime
   from \`/proc/<pid>/stat\` over the run; "wall" is certificates over wall
   time. Latency is per call at the client; a failure of any status code

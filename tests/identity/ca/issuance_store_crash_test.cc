@@ -5,7 +5,9 @@
 // reports each one on a pipe only after the store returned OK, as the CA
 // acknowledges a certificate only then. The parent kills the child with
 // SIGKILL at a random moment (most likely inside an fsync or a transaction),
-// reopens the store and checks every acknowledged write.
+// reopens the store and checks every acknowledged write. The child writes
+// from one thread, then (second test) from several at once, so that
+// RecordIssuance commits rows in groups.
 #include <errno.h>
 #include <gtest/gtest.h>
 #include <poll.h>
@@ -20,6 +22,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -49,46 +52,63 @@ bool WriteLine(int fd, const std::string& line) {
   return n == static_cast<ssize_t>(data.size());
 }
 
-// The child: never returns.
-[[noreturn]] void RunWriter(const std::string& path, int round, int fd) {
-  absl::StatusOr<std::unique_ptr<IssuanceStore>> store =
-      IssuanceStore::Open(path);
-  if (!store.ok()) {
-    WriteLine(fd, absl::StrCat("E open: ", store.status().ToString()));
-    _exit(2);
-  }
+// One writer thread of the child: records, creates and consumes tokens, and
+// acknowledges each on `fd` once the store returned OK. Returns only on
+// failure (after reporting it).
+void WriteUntilKilled(IssuanceStore& store, int round, int thread, int fd) {
   for (int i = 0;; ++i) {
     IssuanceRecord r;
-    r.serial = absl::StrFormat("%02x%08x", round, i);
+    r.serial = absl::StrFormat("%02x%02x%08x", round, thread, i);
     r.spiffe_id = std::string(kId);
     r.issued_at = kNow;
     r.not_before = kNow;
     r.not_after = kNow + absl::Hours(1);
     r.auth_method = std::string(kAuthRenewal);
     r.requester = "crash-test";
-    absl::Status status = (*store)->RecordIssuance(r);
+    absl::Status status = store.RecordIssuance(r);
     if (!status.ok()) {
       WriteLine(fd, absl::StrCat("E record: ", status.ToString()));
-      _exit(2);
+      return;
     }
-    if (!WriteLine(fd, absl::StrCat("S ", r.serial))) _exit(3);
+    if (!WriteLine(fd, absl::StrCat("S ", r.serial))) return;
 
     if (i % 2 == 0) {
-      const std::string hash = absl::StrFormat("%08x%056x", round, i);
-      status = (*store)->CreateJoinToken(hash, std::string(kId),
-                                         kNow + absl::Hours(1), kNow);
+      const std::string hash =
+          absl::StrFormat("%08x%08x%048x", round, thread, i);
+      status = store.CreateJoinToken(hash, std::string(kId),
+                                     kNow + absl::Hours(1), kNow);
       if (!status.ok()) {
         WriteLine(fd, absl::StrCat("E create: ", status.ToString()));
-        _exit(2);
+        return;
       }
-      absl::StatusOr<std::string> id = (*store)->ConsumeJoinToken(hash, kNow);
+      absl::StatusOr<std::string> id = store.ConsumeJoinToken(hash, kNow);
       if (!id.ok()) {
         WriteLine(fd, absl::StrCat("E consume: ", id.status().ToString()));
-        _exit(2);
+        return;
       }
-      if (!WriteLine(fd, absl::StrCat("T ", hash))) _exit(3);
+      if (!WriteLine(fd, absl::StrCat("T ", hash))) return;
     }
   }
+}
+
+// The child: never returns.
+[[noreturn]] void RunWriter(const std::string& path, int round, int threads,
+                            int fd) {
+  absl::StatusOr<std::unique_ptr<IssuanceStore>> store =
+      IssuanceStore::Open(path);
+  if (!store.ok()) {
+    WriteLine(fd, absl::StrCat("E open: ", store.status().ToString()));
+    _exit(2);
+  }
+  std::vector<std::thread> writers;
+  for (int t = 1; t < threads; ++t) {
+    writers.emplace_back([&, t] {
+      WriteUntilKilled(**store, round, t, fd);
+      _exit(2);
+    });
+  }
+  WriteUntilKilled(**store, round, 0, fd);
+  _exit(2);
 }
 
 // Kills and reaps the child if the parent leaves the round early (a failed
@@ -129,9 +149,9 @@ void ParseInto(absl::string_view complete_lines, Acks& acks) {
   }
 }
 
-TEST(IssuanceStoreCrashTest, AcknowledgedWritesSurviveSigkill) {
-  const std::string dir =
-      absl::StrCat(::testing::TempDir(), "/issuance_store_crash_test");
+// kRounds rounds of a child writing from `threads` threads, killed.
+void KillWritersAndCheck(const std::string& name, int threads) {
+  const std::string dir = absl::StrCat(::testing::TempDir(), "/", name);
   ASSERT_EQ(mkdir(dir.c_str(), 0700), 0) << dir;
   const std::string path = dir + "/ca.db";
   // Create the schema up front, so that every child spends its life writing.
@@ -151,7 +171,7 @@ TEST(IssuanceStoreCrashTest, AcknowledgedWritesSurviveSigkill) {
     ASSERT_GE(pid, 0);
     if (pid == 0) {
       close(fds[0]);
-      RunWriter(path, round, fds[1]);
+      RunWriter(path, round, threads, fds[1]);
     }
     close(fds[1]);
     ChildGuard guard(pid);
@@ -230,6 +250,16 @@ TEST(IssuanceStoreCrashTest, AcknowledgedWritesSurviveSigkill) {
                 acks.serials.size(), acks.tokens.size());
   }
   std::printf("total %zu acknowledged serials checked\n", total_serials);
+}
+
+TEST(IssuanceStoreCrashTest, AcknowledgedWritesSurviveSigkill) {
+  KillWritersAndCheck("issuance_store_crash_test", 1);
+}
+
+// Rows committed in groups (one transaction, one fsync for several callers)
+// are acknowledged only once that transaction is durable.
+TEST(IssuanceStoreCrashTest, GroupCommittedWritesSurviveSigkill) {
+  KillWritersAndCheck("issuance_store_group_crash_test", 8);
 }
 
 }  // namespace

@@ -18,6 +18,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 
 namespace meshguard::ca {
@@ -155,6 +156,110 @@ TEST_F(IssuanceStoreTest, RefusesMalformedRecords) {
   absl::Status status = store_->RecordIssuance(r);
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(status.message()), HasSubstr("password"));
+}
+
+// Many callers at once: every row lands, each caller told the truth.
+TEST_F(IssuanceStoreTest, ConcurrentRecordsAllLand) {
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 25;
+  std::atomic<bool> go{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      while (!go.load()) std::this_thread::yield();
+      for (int i = 0; i < kPerThread; ++i) {
+        absl::Status status = store_->RecordIssuance(
+            Record(absl::StrFormat("%02x%04x", t, i), kFrontend));
+        EXPECT_TRUE(status.ok()) << status;
+      }
+    });
+  }
+  go.store(true);
+  for (std::thread& t : threads) t.join();
+
+  const IssuanceStore::CommitStats stats = store_->commit_stats();
+  EXPECT_EQ(stats.rows, kThreads * kPerThread);
+  EXPECT_GE(stats.commits, 1);
+  EXPECT_LE(stats.commits, stats.rows);
+  Reopen();
+  IssuanceStore::ListFilter all;
+  all.limit = 1000;
+  absl::StatusOr<std::vector<IssuanceRecord>> listed = store_->List(all);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_EQ(listed->size(), static_cast<size_t>(kThreads * kPerThread));
+}
+
+// Holds SQLite's write lock on `path` from another connection until
+// Release(), so that the store's next commit waits (busy_timeout) and
+// callers arriving meanwhile queue up behind it.
+class WriteLockHolder {
+ public:
+  explicit WriteLockHolder(const std::string& path) {
+    sqlite3* raw = nullptr;
+    EXPECT_EQ(sqlite3_open(path.c_str(), &raw), SQLITE_OK);
+    db_.reset(raw);
+    EXPECT_EQ(
+        sqlite3_exec(db_.get(), "BEGIN IMMEDIATE", nullptr, nullptr, nullptr),
+        SQLITE_OK)
+        << sqlite3_errmsg(db_.get());
+  }
+  void Release() {
+    EXPECT_EQ(sqlite3_exec(db_.get(), "COMMIT", nullptr, nullptr, nullptr),
+              SQLITE_OK)
+        << sqlite3_errmsg(db_.get());
+  }
+
+ private:
+  struct Closer {
+    void operator()(sqlite3* db) const { sqlite3_close(db); }
+  };
+  std::unique_ptr<sqlite3, Closer> db_;
+};
+
+// While one commit waits for the disk (here: for another connection's write
+// lock), the callers that arrive share the next transaction; a duplicate
+// serial inside that group fails alone.
+TEST_F(IssuanceStoreTest, WaitingCallersCommitTogether) {
+  WriteLockHolder lock(path_);
+  // The first caller takes the head of the queue and waits inside SQLite.
+  std::vector<std::thread> threads;
+  std::vector<absl::Status> results(8);
+  threads.emplace_back(
+      [&] { results[0] = store_->RecordIssuance(Record("00", kFrontend)); });
+  absl::SleepFor(absl::Milliseconds(200));
+  // Seven more queue behind it; two of them ask for the same serial.
+  const std::vector<std::string> serials = {"00", "01", "02", "03",
+                                            "04", "05", "05", "06"};
+  for (int i = 1; i < 8; ++i) {
+    threads.emplace_back([&, i] {
+      results[i] = store_->RecordIssuance(Record(serials[i], kOrders));
+    });
+  }
+  absl::SleepFor(absl::Milliseconds(500));
+  lock.Release();
+  for (std::thread& t : threads) t.join();
+
+  EXPECT_TRUE(results[0].ok()) << results[0];
+  int ok = 0;
+  int already_exists = 0;
+  for (int i = 1; i < 8; ++i) {
+    if (results[i].ok()) ++ok;
+    if (absl::IsAlreadyExists(results[i])) ++already_exists;
+  }
+  EXPECT_EQ(ok, 6);              // 01, 02, 03, 04, 06 and one of the 05s
+  EXPECT_EQ(already_exists, 1);  // the other 05
+  // The serial recorded by the first caller is untouched by the duplicate.
+  EXPECT_EQ((*store_->Get("00"))->spiffe_id, kFrontend);
+  const IssuanceStore::CommitStats stats = store_->commit_stats();
+  EXPECT_EQ(stats.rows, 7);
+  // Without grouping, seven rows would take seven commits.
+  EXPECT_LT(stats.commits, 7) << "no group commit";
+  Reopen();
+  for (const std::string& serial : serials) {
+    absl::StatusOr<std::optional<IssuanceRecord>> got = store_->Get(serial);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_TRUE(got->has_value()) << serial;
+  }
 }
 
 TEST_F(IssuanceStoreTest, JoinTokenIsConsumedOnce) {
