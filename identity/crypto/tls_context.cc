@@ -151,6 +151,22 @@ absl::StatusOr<SslCtxPtr> NewMeshTlsContext(
     return absl::InternalError(
         absl::StrCat("cannot restrict to TLS 1.3: ", SslErrors()));
   }
+  // Pinned here rather than left to the host's openssl.cnf: the three TLS
+  // 1.3 AEAD suites with full-length tags (no CCM_8), and elliptic-curve key
+  // exchange only (no finite-field groups). BoringSSL's TLS 1.3 suites are
+  // fixed, and already these three.
+#ifndef OPENSSL_IS_BORINGSSL
+  if (SSL_CTX_set_ciphersuites(ctx.get(),
+                               "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
+                               "TLS_CHACHA20_POLY1305_SHA256") != 1) {
+    return absl::InternalError(
+        absl::StrCat("cannot set the TLS 1.3 cipher suites: ", SslErrors()));
+  }
+#endif
+  if (SSL_CTX_set1_curves_list(ctx.get(), "X25519:P-256:P-384") != 1) {
+    return absl::InternalError(
+        absl::StrCat("cannot set the key exchange groups: ", SslErrors()));
+  }
   if (SSL_CTX_use_certificate(ctx.get(), chain[0]) != 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("cannot use certificate: ", SslErrors()));

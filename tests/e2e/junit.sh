@@ -1,7 +1,8 @@
 # Sourced by the e2e shell tests: record each check and write them as JUnit
 # XML to $XML_OUTPUT_FILE, which scripts/count_results.py reads, so a test
 # with many checks counts each one (and a skipped one as skipped).
-# The sourcing script sets TEST_NAME first.
+# The sourcing script sets TEST_NAME first (and JUNIT_CLASS_PREFIX, the
+# suite's name in the report, when it is not an e2e test).
 
 CASES=()  # "status<TAB>name<TAB>message", status: pass|fail|skip
 FAILED=0
@@ -20,7 +21,7 @@ write_xml() {
   for entry in "${CASES[@]}"; do
     IFS=$'\t' read -r status name msg <<<"$entry"
     n=$((n + 1))
-    body+="    <testcase classname=\"e2e.$TEST_NAME\" name=\"$(xml_escape "$name")\">"
+    body+="    <testcase classname=\"${JUNIT_CLASS_PREFIX:-e2e}.$TEST_NAME\" name=\"$(xml_escape "$name")\">"
     case "$status" in
       fail) f=$((f + 1)); body+="<failure message=\"$(xml_escape "$msg")\"/>" ;;
       skip) s=$((s + 1)); body+="<skipped message=\"$(xml_escape "$msg")\"/>" ;;
