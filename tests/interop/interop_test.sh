@@ -19,6 +19,7 @@
 #                                        pairs of different implementations)
 #   INTEROP_MODES="direct mesh"          INTEROP_CASES="large_unary,ping_pong"
 #   INTEROP_KEEP_LOGS=DIR                copy every log there at the end
+#   INTEROP_BUDGET=600                   seconds for the whole run (see BUDGET)
 # Ports: the servers take free ports from the kernel; the CA and the four
 # sidecars a free block of 20 ports in 20000-31999 (checked before use).
 set -uo pipefail
@@ -63,6 +64,9 @@ declare -A SERVER_SKIPS=(
   [node:server_compressed_streaming]="grpc-js servers do not compress responses"
 )
 TD=cluster.local
+# Seconds the whole run may take (Bazel's "large" allows 900); pairs left
+# when it is spent fail at once, so that the JUnit file is still written.
+BUDGET=${INTEROP_BUDGET:-600}
 CLIENT_ID="spiffe://$TD/ns/interop/sa/client"
 server_id() { echo "spiffe://$TD/ns/interop/sa/$1-server"; }
 
@@ -272,7 +276,12 @@ run_client() {
   read -r -a cmd <<<"$(client_cmd "$client")"
   echo "\$ ${cmd[*]##*/} --target $target ${authority[*]} --cases $list" >>"$log"
   local out rc
-  out=$(timeout 180 "${cmd[@]}" --target "$target" "${authority[@]}" --cases "$list" 2>>"$log")
+  # Every call has a 30 s deadline; a client that still hangs is stopped,
+  # and never past the suite's budget.
+  local limit=$((BUDGET - SECONDS))
+  [ $limit -le 180 ] || limit=180
+  [ $limit -ge 10 ] || limit=10
+  out=$(timeout "$limit" "${cmd[@]}" --target "$target" "${authority[@]}" --cases "$list" 2>>"$log")
   rc=$?
   echo "$out" >>"$log"
   local c line
@@ -281,7 +290,7 @@ run_client() {
     case "$line" in
       PASS*) RESULT[$c]=pass ;;
       FAIL*) RESULT[$c]="fail"$'\t'"${line#FAIL "$c": }" ;;
-      *) RESULT[$c]="fail"$'\t'"the $client client gave no result (exit status $rc$([ $rc = 124 ] && echo ', timed out after 180s')): $(tail -2 "$log" | tr '\n' ' ')" ;;
+      *) RESULT[$c]="fail"$'\t'"the $client client gave no result (exit status $rc$([ $rc = 124 ] && echo ", stopped after ${limit}s")): $(tail -2 "$log" | tr '\n' ' ')" ;;
     esac
   done
 }
@@ -348,6 +357,9 @@ run_pair() {  # run_pair MODE CLIENT SERVER
   done
   if [ "$mode" = mesh ] && [ ${#SETUP_PROBLEMS[@]} -gt 0 ]; then
     why="the mesh did not start: ${SETUP_PROBLEMS[0]}"
+  fi
+  if [ $SECONDS -ge $BUDGET ]; then
+    why="not run: the suite's ${BUDGET}s were spent before this pair (INTEROP_BUDGET)"
   fi
   local plain=() compressed=()
   for c in "${RUN_CASES[@]}"; do
