@@ -13,6 +13,14 @@ namespace {
 // limit nghttp2 applies before the peer's SETTINGS arrive.
 constexpr size_t kAssumedStreamsPerConnection = 100;
 
+// Concurrent calls to one target are spread over up to this many
+// connections (per worker) before they share one. A gRPC server processes
+// each connection's frames serially (gRPC C++ runs a connection's transport
+// under one lock), so one busy connection would cap a multi-core server at
+// one core; a few connections keep it parallel, as the clients' own
+// connections would have.
+constexpr size_t kSpreadConnectionsPerTarget = 4;
+
 }  // namespace
 
 UpstreamPool::~UpstreamPool() = default;
@@ -20,11 +28,9 @@ UpstreamPool::~UpstreamPool() = default;
 void UpstreamPool::Acquire(const UpstreamTarget& target,
                            UpstreamWaiter* waiter) {
   Entry& entry = entries_[target];
-  for (UpstreamConnection* conn : entry.connections) {
-    if (conn->HasCapacity()) {
-      waiter->OnUpstreamReady(conn->session());
-      return;
-    }
+  if (UpstreamConnection* conn = Pick(target, entry)) {
+    waiter->OnUpstreamReady(conn->session());
+    return;
   }
   entry.waiters.push_back(waiter);
   waiting_.emplace(waiter, target);
@@ -35,6 +41,25 @@ void UpstreamPool::Acquire(const UpstreamTarget& target,
   if (entry.waiters.size() > connecting * kAssumedStreamsPerConnection) {
     OpenConnection(target, entry);
   }
+}
+
+UpstreamConnection* UpstreamPool::Pick(const UpstreamTarget& target,
+                                       Entry& entry) {
+  UpstreamConnection* least_busy = nullptr;
+  for (UpstreamConnection* conn : entry.connections) {
+    if (conn->HasCapacity() &&
+        (least_busy == nullptr || conn->session()->active_streams() <
+                                      least_busy->session()->active_streams())) {
+      least_busy = conn;
+    }
+  }
+  // Every ready connection is carrying calls: add a sibling for the next
+  // ones (this call does not wait for it).
+  if (least_busy != nullptr && least_busy->session()->active_streams() > 0 &&
+      entry.connections.size() < kSpreadConnectionsPerTarget) {
+    OpenConnection(target, entry);
+  }
+  return least_busy;
 }
 
 void UpstreamPool::CancelAcquire(UpstreamWaiter* waiter) {
@@ -60,13 +85,7 @@ void UpstreamPool::Serve(const UpstreamTarget& target) {
   serving_ = true;
   Entry& entry = entries_[target];
   while (!entry.waiters.empty()) {
-    UpstreamConnection* ready = nullptr;
-    for (UpstreamConnection* conn : entry.connections) {
-      if (conn->HasCapacity()) {
-        ready = conn;
-        break;
-      }
-    }
+    UpstreamConnection* ready = Pick(target, entry);
     if (ready == nullptr) break;
     UpstreamWaiter* waiter = entry.waiters.front();
     entry.waiters.pop_front();

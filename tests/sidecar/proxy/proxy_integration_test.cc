@@ -480,6 +480,41 @@ TEST_F(ProxyIntegrationTest, ConnectionsSpreadOverWorkersAndAllAreServed) {
   EXPECT_EQ(workers_used, 2);
 }
 
+// Calls in flight to one target do not all queue on one upstream
+// connection: the pool adds a few sibling connections (a gRPC server works
+// through one connection's frames serially), and no more than a few.
+TEST_F(ProxyIntegrationTest, ConcurrentCallsToOneTargetSpreadOverAFewConnections) {
+  // A target of its own (any identity of the trust domain), so that pool
+  // entries from other tests do not count.
+  outbound_router_->Set("spread.test",
+                        {absl::StrCat("127.0.0.1:", inbound_port_), "", true});
+  inbound_router_->Set("spread.test",
+                       {absl::StrCat("127.0.0.1:", echo_->port()), "", false});
+  auto stub = Stub("spread.test");  // one client connection
+  const auto before = outbound_->TotalCounters();
+  constexpr int kCalls = 12;
+  std::vector<std::thread> callers;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < kCalls; ++i) {
+    callers.emplace_back([&, i] {
+      grpc::ClientContext ctx;
+      SetDeadline(ctx, absl::Seconds(10));
+      meshguard::testing::SleepRequest req;
+      req.set_token(absl::StrCat("spread-", i));
+      req.set_sleep_ms(400);
+      meshguard::testing::SleepResponse resp;
+      if (stub->Sleep(&ctx, req, &resp).ok()) ++ok;
+    });
+  }
+  for (std::thread& t : callers) t.join();
+  EXPECT_EQ(ok.load(), kCalls);
+  const auto after = outbound_->TotalCounters();
+  const uint64_t opened =
+      after.upstream_connections_total - before.upstream_connections_total;
+  EXPECT_GE(opened, 2u) << "every call queued on one upstream connection";
+  EXPECT_LE(opened, 4u) << "one upstream connection per call is not pooling";
+}
+
 TEST_F(ProxyIntegrationTest, UpstreamDownIsUnavailableConnectFailure) {
   auto stub = Stub("down.test");
   grpc::ClientContext ctx;
