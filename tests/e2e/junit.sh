@@ -8,7 +8,8 @@ CASES=()  # "status<TAB>name<TAB>message", status: pass|fail|skip
 FAILED=0
 xml_escape() {
   local s=$1
-  s=${s//&/&amp;}; s=${s//</&lt;}; s=${s//>/&gt;}; s=${s//\"/&quot;}
+  # Quoted replacements: in bash 5.2 an unquoted & in one stands for the match.
+  s=${s//&/"&amp;"}; s=${s//</"&lt;"}; s=${s//>/"&gt;"}; s=${s//\"/"&quot;"}
   printf '%s' "$s" | tr -d '\000-\010\013\014\016-\037'
 }
 record() { CASES+=("$1"$'\t'"$2"$'\t'"${3:-}"); }

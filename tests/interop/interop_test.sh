@@ -26,6 +26,7 @@ set -uo pipefail
 export PATH="/usr/local/bin:/usr/bin:/bin:${PATH:-}"
 
 TEST_NAME=interop_test
+JUNIT_CLASS_PREFIX=interop
 if [ -n "${TEST_SRCDIR:-}" ]; then
   R="$TEST_SRCDIR/${TEST_WORKSPACE:-meshguard}"
 elif [ -d "$0.runfiles/meshguard" ]; then
@@ -33,14 +34,9 @@ elif [ -d "$0.runfiles/meshguard" ]; then
 else
   R=$PWD
 fi
-# The e2e tests' JUnit recorder: from the runfiles when a BUILD file puts it
-# there, else beside this script's real path (tests/e2e does not export it).
+# The shell tests' JUnit recorder (a data dependency of this test).
 # shellcheck source=tests/e2e/junit.sh
-if [ -f "$R/tests/e2e/junit.sh" ]; then
-  source "$R/tests/e2e/junit.sh"
-else
-  source "$(dirname "$(readlink -f "$0")")/../e2e/junit.sh" || exit 1
-fi
+source "$R/tests/e2e/junit.sh" || exit 1
 # shellcheck source=scripts/lib/mesh.sh
 source "$R/scripts/lib/mesh.sh"
 
