@@ -56,18 +56,6 @@ class UniqueFd {
 
 std::string Errno(int err) { return std::strerror(err); }
 
-// The OpenSSL error queue of this thread as one line (and emptied).
-std::string OpensslErrors() {
-  std::string out;
-  while (unsigned long err = ERR_get_error()) {
-    char buf[256];
-    ERR_error_string_n(err, buf, sizeof(buf));
-    if (!out.empty()) out += "; ";
-    out += buf;
-  }
-  return out.empty() ? "no OpenSSL error recorded" : out;
-}
-
 // Waits until `fd` is ready for `events`, the deadline passes or the cancel
 // fd becomes readable.
 absl::Status WaitFd(int fd, short events, const IoLimits& limits,
@@ -189,18 +177,18 @@ absl::Status UseClientCertificate(SSL* ssl, const std::string& chain_pem,
   }
   if (SSL_use_certificate(ssl, chain->front().get()) != 1) {
     return absl::InvalidArgumentError(
-        absl::StrCat("client certificate: ", OpensslErrors()));
+        absl::StrCat("client certificate: ", crypto::ConsumeSslErrors()));
   }
   for (size_t i = 1; i < chain->size(); ++i) {
     if (SSL_add1_chain_cert(ssl, (*chain)[i].get()) != 1) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("client certificate chain: ", OpensslErrors()));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "client certificate chain: ", crypto::ConsumeSslErrors()));
     }
   }
   if (SSL_use_PrivateKey(ssl, key->get()) != 1 ||
       SSL_check_private_key(ssl) != 1) {
     return absl::InvalidArgumentError(
-        absl::StrCat("client key: ", OpensslErrors()));
+        absl::StrCat("client key: ", crypto::ConsumeSslErrors()));
   }
   return absl::OkStatus();
 }
@@ -259,7 +247,8 @@ absl::StatusOr<std::unique_ptr<TlsConnection>> TlsConnection::Connect(
   ERR_clear_error();
   crypto::SslPtr ssl(SSL_new(options.ctx));
   if (ssl == nullptr) {
-    return absl::InternalError(absl::StrCat("SSL_new: ", OpensslErrors()));
+    return absl::InternalError(
+        absl::StrCat("SSL_new: ", crypto::ConsumeSslErrors()));
   }
   // The name check is part of chain verification, so a mismatch fails the
   // handshake with X509_V_ERR_HOSTNAME_MISMATCH / IP_ADDRESS_MISMATCH.
@@ -339,7 +328,7 @@ absl::Status TlsConnection::Handshake(const IoLimits& limits) {
                        X509_verify_cert_error_string(verify)));
     }
     return absl::UnavailableError(
-        absl::StrCat("TLS handshake failed: ", OpensslErrors()));
+        absl::StrCat("TLS handshake failed: ", crypto::ConsumeSslErrors()));
   }
   const unsigned char* alpn = nullptr;
   unsigned int alpn_len = 0;
@@ -410,7 +399,7 @@ absl::Status TlsConnection::WriteAll(absl::string_view data,
     const int r = SSL_write(ssl_.get(), data.data(), n);
     if (r <= 0) {
       return absl::UnavailableError(
-          absl::StrCat("TLS write: ", OpensslErrors()));
+          absl::StrCat("TLS write: ", crypto::ConsumeSslErrors()));
     }
     data.remove_prefix(static_cast<size_t>(r));
   }
@@ -434,7 +423,8 @@ absl::StatusOr<size_t> TlsConnection::Read(char* buf, size_t size,
       if (!*more) return 0;
       continue;
     }
-    return absl::UnavailableError(absl::StrCat("TLS read: ", OpensslErrors()));
+    return absl::UnavailableError(
+        absl::StrCat("TLS read: ", crypto::ConsumeSslErrors()));
   }
 }
 

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "identity/crypto/keys.h"
 
 namespace meshguard::crypto {
 namespace {
@@ -122,17 +123,6 @@ int SelectAlpn(SSL* ssl, const unsigned char** out, unsigned char* outlen,
   return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
-std::string SslErrors() {
-  std::string out;
-  while (unsigned long err = ERR_get_error()) {
-    char buf[256];
-    ERR_error_string_n(err, buf, sizeof(buf));
-    if (!out.empty()) out += "; ";
-    out += buf;
-  }
-  return out;
-}
-
 }  // namespace
 
 absl::StatusOr<SslCtxPtr> NewMeshTlsContext(
@@ -144,12 +134,13 @@ absl::StatusOr<SslCtxPtr> NewMeshTlsContext(
   }
   SslCtxPtr ctx(SSL_CTX_new(TLS_method()));
   if (ctx == nullptr) {
-    return absl::InternalError(absl::StrCat("SSL_CTX_new: ", SslErrors()));
+    return absl::InternalError(
+        absl::StrCat("SSL_CTX_new: ", ConsumeSslErrors()));
   }
   if (SSL_CTX_set_min_proto_version(ctx.get(), TLS1_3_VERSION) != 1 ||
       SSL_CTX_set_max_proto_version(ctx.get(), TLS1_3_VERSION) != 1) {
     return absl::InternalError(
-        absl::StrCat("cannot restrict to TLS 1.3: ", SslErrors()));
+        absl::StrCat("cannot restrict to TLS 1.3: ", ConsumeSslErrors()));
   }
   // Pinned here rather than left to the host's openssl.cnf: the three TLS
   // 1.3 AEAD suites with full-length tags (no CCM_8), and elliptic-curve key
@@ -159,29 +150,29 @@ absl::StatusOr<SslCtxPtr> NewMeshTlsContext(
   if (SSL_CTX_set_ciphersuites(ctx.get(),
                                "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
                                "TLS_CHACHA20_POLY1305_SHA256") != 1) {
-    return absl::InternalError(
-        absl::StrCat("cannot set the TLS 1.3 cipher suites: ", SslErrors()));
+    return absl::InternalError(absl::StrCat(
+        "cannot set the TLS 1.3 cipher suites: ", ConsumeSslErrors()));
   }
 #endif
   if (SSL_CTX_set1_curves_list(ctx.get(), "X25519:P-256:P-384") != 1) {
-    return absl::InternalError(
-        absl::StrCat("cannot set the key exchange groups: ", SslErrors()));
+    return absl::InternalError(absl::StrCat(
+        "cannot set the key exchange groups: ", ConsumeSslErrors()));
   }
   if (SSL_CTX_use_certificate(ctx.get(), chain[0]) != 1) {
     return absl::InvalidArgumentError(
-        absl::StrCat("cannot use certificate: ", SslErrors()));
+        absl::StrCat("cannot use certificate: ", ConsumeSslErrors()));
   }
   for (size_t i = 1; i < chain.size(); ++i) {
     // add1: the context takes its own reference.
     if (SSL_CTX_add1_chain_cert(ctx.get(), chain[i]) != 1) {
       return absl::InvalidArgumentError(
-          absl::StrCat("cannot add chain certificate: ", SslErrors()));
+          absl::StrCat("cannot add chain certificate: ", ConsumeSslErrors()));
     }
   }
   if (SSL_CTX_use_PrivateKey(ctx.get(), key) != 1 ||
       SSL_CTX_check_private_key(ctx.get()) != 1) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "private key does not match the certificate: ", SslErrors()));
+        "private key does not match the certificate: ", ConsumeSslErrors()));
   }
   auto* ctx_state = new CtxState{std::move(bundle)};
   if (SSL_CTX_set_ex_data(ctx.get(), CtxStateIndex(), ctx_state) != 1) {

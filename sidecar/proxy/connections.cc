@@ -16,6 +16,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "identity/crypto/keys.h"
 #include "identity/crypto/ssl_ptr.h"
 #include "sidecar/proxy/upstream_pool.h"
 
@@ -60,19 +61,6 @@ void SetNoDelay(evutil_socket_t fd) {
   // Small gRPC frames must not wait for Nagle.
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-}
-
-// The OpenSSL error queue as one line (and empties it).
-std::string OpensslErrors() {
-  std::string out;
-  unsigned long err;
-  while ((err = ERR_get_error()) != 0) {
-    char buf[256];
-    ERR_error_string_n(err, buf, sizeof(buf));
-    if (!out.empty()) out += "; ";
-    out += buf;
-  }
-  return out;
 }
 
 // Largest plaintext handed to one SSL_write: one full TLS record.
@@ -165,10 +153,10 @@ Connection::~Connection() {
 
 void Connection::Adopt(evutil_socket_t fd, crypto::SslPtr ssl, bool server) {
   socket_ = fd;
-  read_event_.reset(event_new(worker_->base(), fd, EV_READ | EV_PERSIST,
-                              &OnReadable, this));
-  write_event_.reset(event_new(worker_->base(), fd, EV_WRITE | EV_PERSIST,
-                               &OnWritable, this));
+  read_event_.reset(
+      event_new(worker_->base(), fd, EV_READ | EV_PERSIST, &OnReadable, this));
+  write_event_.reset(
+      event_new(worker_->base(), fd, EV_WRITE | EV_PERSIST, &OnWritable, this));
   event_add(read_event_.get(), nullptr);
   if (ssl == nullptr) return;
   ssl_owner_ = std::move(ssl);
@@ -289,8 +277,7 @@ void Connection::ContinueHandshake() {
   int err = SSL_get_error(ssl_, rv);
   if (!out_.empty()) ScheduleFlush();
   if (err == SSL_ERROR_WANT_READ) return;
-  std::string reason = OpensslErrors();
-  if (reason.empty()) reason = "TLS handshake failed";
+  const std::string reason = crypto::ConsumeSslErrors();
   // Best effort: let the peer see our alert before the socket closes.
   SendPending();
   if (!closed_) OnTransportError(reason, /*handshake=*/true);
@@ -300,7 +287,8 @@ void Connection::ReadTls() {
   uint8_t* plain = worker_->plaintext_buffer();
   while (!closed_) {
     ERR_clear_error();
-    int n = SSL_read(ssl_, plain, static_cast<int>(Worker::kPlaintextBufferSize));
+    int n =
+        SSL_read(ssl_, plain, static_cast<int>(Worker::kPlaintextBufferSize));
     if (n > 0) {
       worker_->counters().bytes_in.Add(static_cast<size_t>(n));
       if (session_ != nullptr &&
@@ -315,8 +303,7 @@ void Connection::ReadTls() {
       OnTransportError("connection closed by peer", false);
       return;
     }
-    std::string reason = OpensslErrors();
-    OnIoError(reason.empty() ? "TLS read failed" : reason);
+    OnIoError(absl::StrCat("TLS read failed: ", crypto::ConsumeSslErrors()));
     return;
   }
   // Post-handshake messages (key update) may have produced output.
@@ -330,9 +317,8 @@ bool Connection::EncryptPending() {
     ERR_clear_error();
     int n = SSL_write(ssl_, plain_out_.data() + off, static_cast<int>(chunk));
     if (n <= 0) {
-      std::string reason = OpensslErrors();
       plain_out_.clear();
-      OnIoError(reason.empty() ? "TLS write failed" : reason);
+      OnIoError(absl::StrCat("TLS write failed: ", crypto::ConsumeSslErrors()));
       return false;
     }
     off += static_cast<size_t>(n);
@@ -362,17 +348,17 @@ void Connection::SendPending() {
       }
       return;
     }
-    // Only reached with a socket error; the caller's state decides what the
-    // error means (during Close it just ends the flush).
-    out_.clear();
-    out_head_ = 0;
-    if (write_armed_) {
-      write_armed_ = false;
-      event_del(write_event_.get());
-    }
-    if (!closed_) OnIoError(n < 0 ? strerror(errno) : "send failed");
+    // A socket error: what is queued can never be sent. The caller's state
+    // decides what the error means (during Close it just ends the flush).
+    const std::string error = n < 0 ? strerror(errno) : "send failed";
+    ClearOutput();
+    if (!closed_) OnIoError(error);
     return;
   }
+  ClearOutput();
+}
+
+void Connection::ClearOutput() {
   out_.clear();
   out_head_ = 0;
   if (write_armed_) {

@@ -109,6 +109,8 @@ class Connection : public Deletable, public Transport, public SessionCallbacks {
   bool EncryptPending();
   // out_ to the socket; arms EV_WRITE when the kernel refuses bytes.
   void SendPending();
+  // Empties out_ and disarms EV_WRITE.
+  void ClearOutput();
   void AfterSend();
   // A socket or TLS error after adoption.
   void OnIoError(const std::string& reason);

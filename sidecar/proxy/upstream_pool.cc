@@ -34,22 +34,16 @@ void UpstreamPool::Acquire(const UpstreamTarget& target,
   }
   entry.waiters.push_back(waiter);
   waiting_.emplace(waiter, target);
-  size_t connecting = 0;
-  for (UpstreamConnection* conn : entry.connections) {
-    if (conn->connecting()) ++connecting;
-  }
-  if (entry.waiters.size() > connecting * kAssumedStreamsPerConnection) {
-    OpenConnection(target, entry);
-  }
+  OpenConnectionsForWaiters(target, entry);
 }
 
 UpstreamConnection* UpstreamPool::Pick(const UpstreamTarget& target,
                                        Entry& entry) {
   UpstreamConnection* least_busy = nullptr;
   for (UpstreamConnection* conn : entry.connections) {
-    if (conn->HasCapacity() &&
-        (least_busy == nullptr || conn->session()->active_streams() <
-                                      least_busy->session()->active_streams())) {
+    if (conn->HasCapacity() && (least_busy == nullptr ||
+                                conn->session()->active_streams() <
+                                    least_busy->session()->active_streams())) {
       least_busy = conn;
     }
   }
@@ -72,6 +66,17 @@ void UpstreamPool::CancelAcquire(UpstreamWaiter* waiter) {
       entry.waiters.end());
 }
 
+void UpstreamPool::OpenConnectionsForWaiters(const UpstreamTarget& target,
+                                             Entry& entry) {
+  size_t connecting = 0;
+  for (UpstreamConnection* conn : entry.connections) {
+    if (conn->connecting()) ++connecting;
+  }
+  if (entry.waiters.size() > connecting * kAssumedStreamsPerConnection) {
+    OpenConnection(target, entry);
+  }
+}
+
 void UpstreamPool::OpenConnection(const UpstreamTarget& target, Entry& entry) {
   auto* conn = new UpstreamConnection(worker_, this, target);
   entry.connections.push_back(conn);
@@ -92,15 +97,7 @@ void UpstreamPool::Serve(const UpstreamTarget& target) {
     waiting_.erase(waiter);
     waiter->OnUpstreamReady(ready->session());
   }
-  if (!entry.waiters.empty()) {
-    size_t connecting = 0;
-    for (UpstreamConnection* conn : entry.connections) {
-      if (conn->connecting()) ++connecting;
-    }
-    if (entry.waiters.size() > connecting * kAssumedStreamsPerConnection) {
-      OpenConnection(target, entry);
-    }
-  }
+  OpenConnectionsForWaiters(target, entry);
   serving_ = false;
 }
 

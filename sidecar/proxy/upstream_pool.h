@@ -44,6 +44,9 @@ class UpstreamPool final : public UpstreamConnector {
   // Hands waiters to connections with room; opens one if waiters remain.
   void Serve(const UpstreamTarget& target);
   void OpenConnection(const UpstreamTarget& target, Entry& entry);
+  // One more connection when the waiters exceed what those still connecting
+  // are assumed to take.
+  void OpenConnectionsForWaiters(const UpstreamTarget& target, Entry& entry);
   // The ready connection with the fewest streams (null if none has room);
   // opens a sibling when even that one is busy, up to a few per target.
   UpstreamConnection* Pick(const UpstreamTarget& target, Entry& entry);

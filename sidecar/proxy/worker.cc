@@ -78,9 +78,8 @@ absl::Status Worker::Init() {
   if (wake_fd_ < 0) {
     return absl::InternalError(absl::StrCat("eventfd: ", strerror(errno)));
   }
-  cross_thread_event_.reset(event_new(base_.get(), wake_fd_,
-                                      EV_READ | EV_PERSIST, &OnCrossThread,
-                                      this));
+  cross_thread_event_.reset(event_new(
+      base_.get(), wake_fd_, EV_READ | EV_PERSIST, &OnCrossThread, this));
   event_add(cross_thread_event_.get(), nullptr);
   credential_timer_.reset(
       event_new(base_.get(), -1, EV_PERSIST, &OnCredentialTimer, this));

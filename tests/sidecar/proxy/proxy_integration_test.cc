@@ -483,7 +483,8 @@ TEST_F(ProxyIntegrationTest, ConnectionsSpreadOverWorkersAndAllAreServed) {
 // Calls in flight to one target do not all queue on one upstream
 // connection: the pool adds a few sibling connections (a gRPC server works
 // through one connection's frames serially), and no more than a few.
-TEST_F(ProxyIntegrationTest, ConcurrentCallsToOneTargetSpreadOverAFewConnections) {
+TEST_F(ProxyIntegrationTest,
+       ConcurrentCallsToOneTargetSpreadOverAFewConnections) {
   // A target of its own (any identity of the trust domain), so that pool
   // entries from other tests do not count.
   outbound_router_->Set("spread.test",
