@@ -13,7 +13,6 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
@@ -158,11 +157,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   absl::SetProgramUsageMessage(kUsage);
-  std::vector<std::string> storage;
-  std::vector<char*> normalized =
-      meshguard::util::NormalizeFlagNames(argc, argv, &storage);
-  std::vector<char*> args = absl::ParseCommandLine(
-      static_cast<int>(normalized.size() - 1), normalized.data());
+  const std::vector<std::string> args =
+      meshguard::util::ParseCommandLine(argc, argv);
   if (args.size() != 1) {
     return Fail(
         absl::StrCat("unexpected argument \"", args[1], "\" (try --help)"));

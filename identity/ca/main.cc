@@ -6,7 +6,6 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
@@ -116,11 +115,8 @@ int main(int argc, char** argv) {
   if (meshguard::util::PrintHelpIfAsked(argc, argv, kUsage,
                                         "identity/ca/main.cc"))
     return 0;
-  std::vector<std::string> storage;
-  std::vector<char*> normalized =
-      meshguard::util::NormalizeFlagNames(argc, argv, &storage);
-  std::vector<char*> args = absl::ParseCommandLine(
-      static_cast<int>(normalized.size() - 1), normalized.data());
+  const std::vector<std::string> args =
+      meshguard::util::ParseCommandLine(argc, argv);
   if (args.size() != 2) {
     fputs(kUsage, stderr);
     return 2;

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "absl/flags/commandlineflag.h"
+#include "absl/flags/parse.h"
 #include "absl/flags/reflection.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_replace.h"
@@ -29,6 +30,15 @@ std::vector<char*> NormalizeFlagNames(int argc, char** argv,
   for (std::string& s : *storage) out.push_back(s.data());
   out.push_back(nullptr);
   return out;
+}
+
+std::vector<std::string> ParseCommandLine(int argc, char** argv) {
+  std::vector<std::string> storage;
+  std::vector<char*> normalized = NormalizeFlagNames(argc, argv, &storage);
+  std::vector<char*> positional = absl::ParseCommandLine(
+      static_cast<int>(normalized.size() - 1), normalized.data());
+  // Copies: the pointers point into `storage`.
+  return std::vector<std::string>(positional.begin(), positional.end());
 }
 
 bool PrintHelpIfAsked(int argc, char** argv, absl::string_view usage,

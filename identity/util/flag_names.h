@@ -16,6 +16,10 @@ namespace meshguard::util {
 std::vector<char*> NormalizeFlagNames(int argc, char** argv,
                                       std::vector<std::string>* storage);
 
+// NormalizeFlagNames, then absl::ParseCommandLine (which exits on an
+// unknown or malformed flag): the positional arguments, argv[0] first.
+std::vector<std::string> ParseCommandLine(int argc, char** argv);
+
 // If argv asks for help (--help, -h, --helpfull or a bare "help"), prints
 // `usage` and every flag defined in a file whose path ends with
 // `flags_file` (name with dashes, default, help) to stdout and returns true.

@@ -40,7 +40,6 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -472,11 +471,7 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "ca_issue_bench --mode=bare|e2e: CA issuance throughput (see the "
       "comment at the top of tests/bench/ca_issue_bench.cc).");
-  std::vector<std::string> storage;
-  std::vector<char*> normalized =
-      meshguard::util::NormalizeFlagNames(argc, argv, &storage);
-  absl::ParseCommandLine(static_cast<int>(normalized.size() - 1),
-                         normalized.data());
+  meshguard::util::ParseCommandLine(argc, argv);
   const std::string mode = absl::GetFlag(FLAGS_mode);
   if (mode == "bare") return meshguard::bench::RunBare();
   if (mode == "e2e") return meshguard::bench::RunE2e();
