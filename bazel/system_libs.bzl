@@ -6,6 +6,13 @@ reach every dependent), link flags become `linkopts`. Headers live in
 /usr/include, which the auto-configured toolchain already treats as a system
 include directory, so no header files are declared.
 
+Each target also carries a static variant of its link flags, chosen when
+//bazel:link_system_libs_statically is set (static_link.bzl): the archives
+from `pkg-config --static --libs`, between -Bstatic and -Bdynamic, with the
+C library, libm, libdl, librt, libpthread and libatomic left shared. Every
+target depends on :cxx_runtime, which then adds libstdc++'s archive after
+them all (Bazel orders a library's link flags before its dependencies').
+
 BoringSSL (Debian's android-libboringssl-dev) has no pkg-config file and
 shares OpenSSL's header names, so its include directory is symlinked into the
 repository and put first on the include path of whatever depends on it.
@@ -46,8 +53,11 @@ _LIBRARIES = {
 _BORINGSSL_INCLUDE = "/usr/include/android"
 _BORINGSSL_LIBDIR = "/usr/lib/x86_64-linux-gnu/android"
 
+# Left shared in a static link: glibc's parts and GCC's runtime.
+_ALWAYS_SHARED = ["c", "m", "dl", "rt", "pthread", "atomic", "gcc_s"]
+
 def _pkg_config(ctx, flag, modules):
-    result = ctx.execute(["pkg-config", flag] + modules)
+    result = ctx.execute(["pkg-config"] + flag.split(" ") + modules)
     if result.return_code != 0:
         fail("pkg-config {} {} failed (run scripts/setup.sh to install the Debian packages): {}".format(
             flag,
@@ -55,6 +65,28 @@ def _pkg_config(ctx, flag, modules):
             result.stderr,
         ))
     return result.stdout.strip().split(" ")
+
+def _static_linkopts(ctx, name, modules):
+    """Link flags for the static archives of `modules`, or a failing flag."""
+    libdir = _pkg_config(ctx, "--variable=libdir", modules[:1])[0]
+    archives = []
+    shared = []
+    missing = []
+    for flag in _pkg_config(ctx, "--static --libs", modules):
+        if not flag:
+            continue
+        if not flag.startswith("-l"):
+            shared.append(flag)
+        elif flag[2:] in _ALWAYS_SHARED:
+            shared.append(flag)
+        elif ctx.path("{}/lib{}.a".format(libdir, flag[2:])).exists:
+            archives.append(flag)
+        else:
+            missing.append(flag[2:])
+    if missing:
+        # Fails the link with the reason in the library's name.
+        return ["-l:lib{}.a-is-not-shipped-by-Debian-so-{}-cannot-be-linked-statically".format(missing[0], name)]
+    return ["-Wl,--push-state,-Bstatic"] + archives + ["-Wl,--pop-state"] + shared
 
 def _system_libraries_impl(ctx):
     lines = [
@@ -73,9 +105,27 @@ def _system_libraries_impl(ctx):
         lines.append("cc_library(")
         lines.append("    name = {},".format(repr(name)))
         lines.append("    defines = {},".format(repr(sorted({d: 1 for d in defines}.keys()))))
-        lines.append("    linkopts = {},".format(repr(linkopts)))
+        lines.append("    linkopts = select({")
+        lines.append('        "@//bazel:system_libs_static": {},'.format(repr(_static_linkopts(ctx, name, modules))))
+        lines.append('        "//conditions:default": {},'.format(repr(linkopts)))
+        lines.append("    }),")
+        lines.append('    deps = [":cxx_runtime"],')
         lines.append(")")
         lines.append("")
+
+    # After every library above in a link (all depend on it): libstdc++'s
+    # archive, so that the toolchain's trailing -lstdc++ finds nothing left
+    # to resolve (binaries linked this way use -Wl,--as-needed).
+    lines.extend([
+        "cc_library(",
+        '    name = "cxx_runtime",',
+        "    linkopts = select({",
+        '        "@//bazel:system_libs_static": ["-Wl,--push-state,-Bstatic", "-lstdc++", "-Wl,--pop-state"],',
+        '        "//conditions:default": [],',
+        "    }),",
+        ")",
+        "",
+    ])
 
     # BoringSSL: only present when android-libboringssl-dev is installed.
     if ctx.path(_BORINGSSL_INCLUDE + "/openssl/base.h").exists:
