@@ -8,6 +8,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "identity/ca/ca_material.h"
@@ -111,6 +112,11 @@ int RunServe() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Debian builds Abseil without NDEBUG, which leaves absl::Mutex's
+  // deadlock detector on: every lock and unlock of every Mutex (gRPC's
+  // included) updates one process-wide lock-order graph under a global
+  // lock. It is a debugging aid; production servers run without it.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   absl::SetProgramUsageMessage(kUsage);
   if (meshguard::util::PrintHelpIfAsked(argc, argv, kUsage,
                                         "identity/ca/main.cc"))
