@@ -22,13 +22,13 @@ RUN MESHGUARD_SETUP_NODE=0 bash scripts/setup.sh \
  && rm -rf /var/lib/apt/lists/*
 
 # ---- runtime: only the shared libraries the binaries link (ldd + dpkg -S).
+# meshguard-sidecar links its libraries statically and needs only glibc
+# (//bazel:static_link.bzl); the packages are meshguardctl's.
 FROM debian:bookworm-slim AS meshguard-sidecar
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       libabsl20220623 libc-ares2 libgrpc++1.51 libgrpc29 libprotobuf32 libre2-9 \
-      libssl3 libstdc++6 libyaml-cpp0.7 libnghttp2-14 \
-      libevent-2.1-7 libevent-core-2.1-7 libevent-extra-2.1-7 \
-      libevent-openssl-2.1-7 libevent-pthreads-2.1-7 \
+      libssl3 libstdc++6 libyaml-cpp0.7 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 1337 meshguard \
  && useradd --system --uid 1337 --gid 1337 --no-create-home \

@@ -113,6 +113,8 @@ void ApplyCaDefaults(CaConfig* config) {
   DefaultDuration(config->mutable_default_ttl(), absl::Hours(1));
   DefaultDuration(config->mutable_max_ttl(), absl::Hours(24));
   DefaultDuration(config->mutable_crl_validity(), absl::Hours(24));
+  DefaultDuration(config->mutable_serving_certificate_ttl(),
+                  absl::Hours(24 * 90));
   if (!config->has_rate_limit()) {
     config->mutable_rate_limit()->set_requests_per_second(5);
     config->mutable_rate_limit()->set_burst(20);
@@ -167,6 +169,11 @@ absl::Status ValidateCaConfig(const CaConfig& config) {
   if (to_absl(config.max_ttl()) < to_absl(config.default_ttl())) {
     return absl::InvalidArgumentError(
         "field max_ttl: must be at least default_ttl");
+  }
+  if (to_absl(config.serving_certificate_ttl()) < absl::Seconds(10)) {
+    return absl::InvalidArgumentError(
+        "field serving_certificate_ttl: must be at least 10s (it is renewed "
+        "at half of it, and servers reload it within a second or more)");
   }
   if (config.rate_limit().requests_per_second() < 0) {
     return absl::InvalidArgumentError(

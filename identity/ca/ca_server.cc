@@ -22,6 +22,8 @@
 #include "google/protobuf/util/time_util.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/security/server_credentials.h"
+#include "grpcpp/security/tls_certificate_provider.h"
+#include "grpcpp/security/tls_credentials_options.h"
 #include "identity/ca/bundle_publisher.h"
 #include "identity/ca/ca_material.h"
 #include "identity/ca/issuance_store.h"
@@ -49,7 +51,12 @@ using ::meshguard::config::v1::CaConfig;
 
 constexpr absl::Duration kMaxJoinTokenTtl = absl::Hours(24);
 constexpr absl::Duration kDefaultJoinTokenTtl = absl::Minutes(10);
-constexpr absl::Duration kServingCertTtl = absl::Hours(24 * 90);
+// The CA's serving certificate and key, in <data_dir>/kServingDir: written
+// at start and at half of each certificate's life; gRPC's file watcher
+// serves the newest pair to new connections.
+constexpr char kServingDir[] = "serving";
+constexpr char kServingKeyFile[] = "key.pem";
+constexpr char kServingCertFile[] = "cert.pem";
 // gRPC sync server threads kept waiting for calls; see CaServerImpl::Start.
 constexpr int kMinPollers = 4;
 constexpr int kMaxPollers = 16;
@@ -862,17 +869,42 @@ class CaServerImpl final : public CaServer {
                                        first.status().message()));
     }
 
-    // The CA's own serving certificate, from its own intermediate.
-    absl::StatusOr<grpc::SslServerCredentialsOptions::PemKeyCertPair> pair =
-        MakeServingCertificate();
-    if (!pair.ok()) return pair.status();
-    grpc::SslServerCredentialsOptions tls_options(
+    // The CA's own serving certificate, from its own intermediate, through
+    // files gRPC watches: a long-running CA replaces it (ServingCertLoop)
+    // without a restart, and open connections (bundle watchers) stay up.
+    const std::string serving_dir =
+        util::JoinPath(config.data_dir(), kServingDir);
+    if (absl::Status s = util::MakeDirectories(serving_dir, 0700); !s.ok()) {
+      return s;
+    }
+    serving_key_path_ = util::JoinPath(serving_dir, kServingKeyFile);
+    serving_cert_path_ = util::JoinPath(serving_dir, kServingCertFile);
+    if (absl::Status s = RenewServingCertificate(); !s.ok()) {
+      return absl::Status(s.code(),
+                          absl::StrCat("cannot issue the CA's serving "
+                                       "certificate: ",
+                                       s.message()));
+    }
+    // Polled: a tenth of the lifetime, between 1 s and 60 s, so a renewed
+    // pair (written at half-life) is served long before the old expires.
+    const int64_t poll_seconds = std::clamp<int64_t>(
+        absl::ToInt64Seconds(ToAbsl(config.serving_certificate_ttl()) / 10), 1,
+        60);
+    auto provider =
+        std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+            serving_key_path_, serving_cert_path_,
+            static_cast<unsigned int>(poll_seconds));
+    grpc::experimental::TlsServerCredentialsOptions tls_options(provider);
+    tls_options.watch_identity_key_cert_pairs();
+    // Client certificates are optional here: renewals present one, token
+    // callers none; PeerIdentity verifies it against the bundle and CRL.
+    tls_options.set_cert_request_type(
         GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_BUT_DONT_VERIFY);
-    tls_options.pem_key_cert_pairs.push_back(*pair);
 
     grpc::ServerBuilder builder;
     builder.AddListeningPort(
-        config.listen(), grpc::SslServerCredentials(tls_options), &grpc_port_);
+        config.listen(), grpc::experimental::TlsServerCredentials(tls_options),
+        &grpc_port_);
     builder.SetMaxReceiveMessageSize(
         static_cast<int>(config.max_request_bytes()));
     // The sync server runs each call on a polling thread and keeps at most
@@ -915,7 +947,16 @@ class CaServerImpl final : public CaServer {
                                    [this] { return ready_.load(); });
     if (absl::Status s = http_->Start(); !s.ok()) return s;
 
+    state_->metrics()
+        .AddGauge("meshguard_ca_serving_certificate_expiry_timestamp_seconds",
+                  "notAfter of the CA's current serving certificate (Unix "
+                  "seconds); renewed at half its life.")
+        ->WithLabels({})
+        ->SetCallback([this] {
+          return static_cast<double>(serving_not_after_unix_.load());
+        });
     crl_thread_ = std::thread([this] { RefreshCrlLoop(); });
+    serving_thread_ = std::thread([this] { ServingCertLoop(); });
     ready_ = true;
     util::LogLine("info", "ca_started")
         .Add("listen", config.listen())
@@ -937,6 +978,7 @@ class CaServerImpl final : public CaServer {
     ready_ = false;
     stop_.Notify();
     if (crl_thread_.joinable()) crl_thread_.join();
+    if (serving_thread_.joinable()) serving_thread_.join();
     const auto deadline =
         std::chrono::system_clock::now() + std::chrono::seconds(5);
     if (server_ != nullptr) server_->Shutdown(deadline);
@@ -950,16 +992,20 @@ class CaServerImpl final : public CaServer {
   std::string admin_socket_path() const override { return socket_path_; }
 
  private:
-  absl::StatusOr<grpc::SslServerCredentialsOptions::PemKeyCertPair>
-  MakeServingCertificate() {
+  // Issues a new serving certificate with a new key and writes both
+  // (key first, each replaced atomically). Until both are written the file
+  // watcher sees a key that does not match the certificate and keeps
+  // serving the previous pair.
+  absl::Status RenewServingCertificate() {
     const CaConfig& config = state_->config();
     absl::StatusOr<crypto::EvpPkeyPtr> key = crypto::GenerateEcP256Key();
     if (!key.ok()) return key.status();
     absl::StatusOr<crypto::SpiffeId> id = crypto::SpiffeId::ForServiceAccount(
         config.trust_domain(), "meshguard-system", "meshguard-ca");
     if (!id.ok()) return id.status();
-    crypto::LeafRequest request{key->get(),  *id, kServingCertTtl,
-                                absl::Now(), {},  {}};
+    crypto::LeafRequest request{
+        key->get(),  *id, ToAbsl(config.serving_certificate_ttl()),
+        absl::Now(), {},  {}};
     request.dns_names.assign(config.server_dns_names().begin(),
                              config.server_dns_names().end());
     request.dns_names.push_back("localhost");
@@ -977,11 +1023,52 @@ class CaServerImpl final : public CaServer {
     if (!cert_pem.ok()) return cert_pem.status();
     absl::StatusOr<std::string> key_pem = crypto::PrivateKeyToPem(key->get());
     if (!key_pem.ok()) return key_pem.status();
-    grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
-    pair.private_key = *key_pem;
-    pair.cert_chain =
-        absl::StrCat(*cert_pem, state_->material().intermediate_pem);
-    return pair;
+    if (absl::Status s =
+            util::WriteFileAtomically(serving_key_path_, *key_pem, 0600);
+        !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = util::WriteFileAtomically(
+            serving_cert_path_,
+            absl::StrCat(*cert_pem, state_->material().intermediate_pem), 0644);
+        !s.ok()) {
+      return s;
+    }
+    const absl::Time not_after = crypto::NotAfter(cert->get());
+    serving_not_after_ = not_after;
+    serving_not_after_unix_ = absl::ToUnixSeconds(not_after);
+    // Half of the life it actually got from now (IssueLeaf backdates
+    // notBefore for clock skew and clamps notAfter to the intermediate's),
+    // and never sooner than a second from now.
+    next_serving_renewal_ =
+        request.now + std::max((not_after - request.now) / 2, absl::Seconds(1));
+    util::LogLine("info", "serving_certificate_issued")
+        .Add("serial", crypto::SerialHex(cert->get()))
+        .AddTime("not_after", not_after)
+        .AddTime("renew_at", next_serving_renewal_)
+        .Emit();
+    return absl::OkStatus();
+  }
+
+  // Renews the serving certificate at half its life; on failure retries
+  // every tenth of what is left (at least every second, at most every
+  // minute) while the current one still serves.
+  void ServingCertLoop() {
+    absl::Duration wait = next_serving_renewal_ - absl::Now();
+    while (!stop_.WaitForNotificationWithTimeout(
+        std::max(wait, absl::ZeroDuration()))) {
+      absl::Status s = RenewServingCertificate();
+      if (s.ok()) {
+        wait = next_serving_renewal_ - absl::Now();
+        continue;
+      }
+      wait = std::clamp((serving_not_after_ - absl::Now()) / 10,
+                        absl::Seconds(1), absl::Minutes(1));
+      util::LogLine("error", "serving_certificate_renewal_failed")
+          .Add("message", s.ToString())
+          .AddTime("current_not_after", serving_not_after_)
+          .Emit();
+    }
   }
 
   // Re-signs the CRL at half its validity, so peers never hold a stale one.
@@ -1009,6 +1096,13 @@ class CaServerImpl final : public CaServer {
   std::atomic<bool> ready_{false};
   absl::Notification stop_;
   std::thread crl_thread_;
+  std::thread serving_thread_;
+  std::string serving_key_path_;
+  std::string serving_cert_path_;
+  // Written by Start() before serving_thread_ exists, then only by it.
+  absl::Time serving_not_after_;
+  absl::Time next_serving_renewal_;
+  std::atomic<int64_t> serving_not_after_unix_{0};  // for /metrics
   absl::Mutex mu_;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
 };
