@@ -31,7 +31,8 @@ ROUNDS=3
 CLIENT_COUNTS="1 4 16"
 PER_CALL_CLIENTS=4
 WRITE_DOC=1
-COMMAND_LINE="tests/bench/ca_bench.sh $*"
+COMMAND_LINE="tests/bench/ca_bench.sh"
+for arg in "$@"; do COMMAND_LINE+=" $(printf '%q' "$arg")"; done
 for var in CA_BENCH_TMPDIR BAZEL_BUILD_OPTS BAZEL_STARTUP_OPTS; do
   if [ -n "${!var:-}" ]; then
     COMMAND_LINE="$var='${!var}' $COMMAND_LINE"

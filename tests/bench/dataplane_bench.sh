@@ -534,15 +534,15 @@ for scen, title in scen_titles.items():
     w("")
     m_add = med("meshguard", scen, "p50_us") - d50
     targets.append(("added p50 ≤ 0.75 × better baseline's (%s)" % b_lat, title,
-                    "%.0f µs vs %.0f µs (%.2fx)" % (m_add, b_add, m_add / b_add if b_add > 0 else float("nan")),
+                    "%.0f µs vs %.0f µs (%.3fx)" % (m_add, b_add, m_add / b_add if b_add > 0 else float("nan")),
                     m_add <= 0.75 * b_add))
     mc, hc = med("meshguard", scen, "cpu_proxy"), med("haproxy", scen, "cpu_proxy")
     targets.append(("CPU per call ≤ 0.8 × HAProxy's", title,
-                    "%.0f µs vs %.0f µs (%.2fx)" % (mc, hc, mc / hc), mc <= 0.8 * hc))
+                    "%.0f µs vs %.0f µs (%.3fx)" % (mc, hc, mc / hc), mc <= 0.8 * hc))
     if scen.startswith("32"):
         mr = med("meshguard", scen, "rps")
         targets.append(("throughput ≥ 0.6 × direct", title,
-                        "%.0f vs %.0f RPS (%.2fx)" % (mr, drps, mr / drps), mr >= 0.6 * drps))
+                        "%.0f vs %.0f RPS (%.3fx)" % (mr, drps, mr / drps), mr >= 0.6 * drps))
 
 RATE = E["PACED_RATE"]
 w("### CPU at %s evenly paced calls/s" % RATE)
@@ -566,7 +566,7 @@ for s in proxies:
         c / med("haproxy", "paced", "cpu_rate_proxy"), errs(s, "paced")))
 mc, hc = med("meshguard", "paced", "cpu_rate_proxy"), med("haproxy", "paced", "cpu_rate_proxy")
 targets.append(("CPU per call ≤ 0.8 × HAProxy's", "paced %s calls/s" % RATE,
-                "%.1f vs %.1f ms/s (%.2fx)" % (mc, hc, mc / hc), mc <= 0.8 * hc))
+                "%.1f vs %.1f ms/s (%.3fx)" % (mc, hc, mc / hc), mc <= 0.8 * hc))
 w("")
 
 w("### Memory and threads")
