@@ -1,9 +1,12 @@
 #include "sidecar/proxy/proxy.h"
 
 #include <csignal>
+#include <memory>
 #include <mutex>
 #include <thread>
+#include <vector>
 
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "sidecar/proxy/worker.h"
 
@@ -76,10 +79,21 @@ void Proxy::Drain(absl::Time deadline) {
 }
 
 void Proxy::DrainCredentialsOlderThan(uint64_t version) {
-  for (auto& worker : workers_) {
-    Worker* w = worker.get();
-    w->RunInLoop([w, version] { w->DrainCredentialsOlderThan(version); });
+  if (stopped_) return;
+  // Shared with the tasks: a task that runs after a timed-out wait must not
+  // touch this frame.
+  auto done =
+      std::make_shared<std::vector<absl::Notification>>(workers_.size());
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    Worker* w = workers_[i].get();
+    w->RunInLoop([w, version, done, i] {
+      w->DrainCredentialsOlderThan(version);
+      (*done)[i].Notify();
+    });
   }
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  for (absl::Notification& n : *done)
+    n.WaitForNotificationWithDeadline(deadline);
 }
 
 void Proxy::Stop() {

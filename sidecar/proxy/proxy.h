@@ -94,6 +94,9 @@ class Proxy {
   void Drain(absl::Time deadline);
   // GOAWAYs every TLS connection (both directions) authenticated with
   // credentials older than `version`; new calls go to fresh connections.
+  // Returns once every worker has marked its connections (or after 5 s if
+  // a worker's loop no longer runs), so a call made after it returns does
+  // not reuse an old connection. Not to be called from a worker's thread.
   void DrainCredentialsOlderThan(uint64_t version);
 
   std::vector<CounterValues> WorkerCounters() const;
