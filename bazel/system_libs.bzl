@@ -56,11 +56,12 @@ _BORINGSSL_LIBDIR = "/usr/lib/x86_64-linux-gnu/android"
 # Left shared in a static link: glibc's parts and GCC's runtime.
 _ALWAYS_SHARED = ["c", "m", "dl", "rt", "pthread", "atomic", "gcc_s"]
 
-def _pkg_config(ctx, flag, modules):
-    result = ctx.execute(["pkg-config"] + flag.split(" ") + modules)
+def _pkg_config(ctx, flags, modules):
+    """Runs `pkg-config FLAGS MODULES`; returns its output split at spaces."""
+    result = ctx.execute(["pkg-config"] + flags + modules)
     if result.return_code != 0:
         fail("pkg-config {} {} failed (run scripts/setup.sh to install the Debian packages): {}".format(
-            flag,
+            " ".join(flags),
             " ".join(modules),
             result.stderr,
         ))
@@ -68,11 +69,11 @@ def _pkg_config(ctx, flag, modules):
 
 def _static_linkopts(ctx, name, modules):
     """Link flags for the static archives of `modules`, or a failing flag."""
-    libdir = _pkg_config(ctx, "--variable=libdir", modules[:1])[0]
+    libdir = _pkg_config(ctx, ["--variable=libdir"], modules[:1])[0]
     archives = []
     shared = []
     missing = []
-    for flag in _pkg_config(ctx, "--static --libs", modules):
+    for flag in _pkg_config(ctx, ["--static", "--libs"], modules):
         if not flag:
             continue
         if not flag.startswith("-l"):
@@ -96,12 +97,12 @@ def _system_libraries_impl(ctx):
     ]
     for name, modules in _LIBRARIES.items():
         defines = []
-        for flag in _pkg_config(ctx, "--cflags", modules):
+        for flag in _pkg_config(ctx, ["--cflags"], modules):
             if flag.startswith("-D"):
                 defines.append(flag[2:])
             elif flag:
                 fail("unexpected cflag {} for {}".format(flag, name))
-        linkopts = [f for f in _pkg_config(ctx, "--libs", modules) if f]
+        linkopts = [f for f in _pkg_config(ctx, ["--libs"], modules) if f]
         lines.append("cc_library(")
         lines.append("    name = {},".format(repr(name)))
         lines.append("    defines = {},".format(repr(sorted({d: 1 for d in defines}.keys()))))

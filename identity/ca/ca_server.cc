@@ -1035,7 +1035,6 @@ class CaServerImpl final : public CaServer {
       return s;
     }
     const absl::Time not_after = crypto::NotAfter(cert->get());
-    serving_not_after_ = not_after;
     serving_not_after_unix_ = absl::ToUnixSeconds(not_after);
     // Half of the life it actually got from now (IssueLeaf backdates
     // notBefore for clock skew and clamps notAfter to the intermediate's),
@@ -1062,11 +1061,13 @@ class CaServerImpl final : public CaServer {
         wait = next_serving_renewal_ - absl::Now();
         continue;
       }
-      wait = std::clamp((serving_not_after_ - absl::Now()) / 10,
+      const absl::Time current_not_after =
+          absl::FromUnixSeconds(serving_not_after_unix_.load());
+      wait = std::clamp((current_not_after - absl::Now()) / 10,
                         absl::Seconds(1), absl::Minutes(1));
       util::LogLine("error", "serving_certificate_renewal_failed")
           .Add("message", s.ToString())
-          .AddTime("current_not_after", serving_not_after_)
+          .AddTime("current_not_after", current_not_after)
           .Emit();
     }
   }
@@ -1100,9 +1101,9 @@ class CaServerImpl final : public CaServer {
   std::string serving_key_path_;
   std::string serving_cert_path_;
   // Written by Start() before serving_thread_ exists, then only by it.
-  absl::Time serving_not_after_;
   absl::Time next_serving_renewal_;
-  std::atomic<int64_t> serving_not_after_unix_{0};  // for /metrics
+  // notAfter of the pair being served (Unix seconds); read by /metrics.
+  std::atomic<int64_t> serving_not_after_unix_{0};
   absl::Mutex mu_;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
 };

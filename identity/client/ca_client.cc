@@ -176,35 +176,7 @@ absl::StatusOr<std::unique_ptr<CaClient>> CaClient::Create(
   absl::StatusOr<std::unique_ptr<CaTransport>> transport =
       NewGrpcCaTransport(std::move(options));
   if (!transport.ok()) return transport.status();
-  absl::StatusOr<std::unique_ptr<IdentityClient>> client =
-      IdentityClient::Create(std::move(*transport));
-  if (!client.ok()) return client.status();
-  return std::unique_ptr<CaClient>(new CaClient(std::move(*client)));
-}
-
-absl::StatusOr<IssuedCertificate> CaClient::IssueWithToken(
-    const std::string& token, absl::Duration ttl) {
-  return client_->IssueWithToken(token, ttl);
-}
-
-absl::StatusOr<IssuedCertificate> CaClient::IssueWithJoinToken(
-    const std::string& join_token, absl::Duration ttl) {
-  return client_->IssueWithJoinToken(join_token, ttl);
-}
-
-absl::StatusOr<IssuedCertificate> CaClient::Renew(
-    const std::string& cert_chain_pem, const std::string& key_pem,
-    absl::Duration ttl) {
-  return client_->Renew(cert_chain_pem, key_pem, ttl);
-}
-
-absl::StatusOr<v1::TrustBundle> CaClient::GetTrustBundle() {
-  return client_->GetTrustBundle();
-}
-
-std::unique_ptr<BundleWatch> CaClient::WatchTrustBundle(
-    std::function<void(const v1::TrustBundle&)> on_bundle) {
-  return client_->WatchTrustBundle(std::move(on_bundle));
+  return std::unique_ptr<CaClient>(new CaClient(std::move(*transport)));
 }
 
 absl::StatusOr<v1::IssueCertificateResponse> CaClient::Issue(
@@ -215,7 +187,7 @@ absl::StatusOr<v1::IssueCertificateResponse> CaClient::Issue(
   credentials.bearer_token = bearer_token;
   credentials.client_cert_chain_pem = client_cert_chain_pem;
   credentials.client_key_pem = client_key_pem;
-  return client_->Issue(request, credentials);
+  return IdentityClient::Issue(request, credentials);
 }
 
 absl::StatusOr<std::unique_ptr<CaAdminClient>> CaAdminClient::ForSocket(

@@ -29,39 +29,22 @@
 namespace meshguard::client {
 
 // IdentityClient over gRPC C++ (see identity_client.h for the calls).
-class CaClient final {
+class CaClient final : public IdentityClient {
  public:
   static absl::StatusOr<std::unique_ptr<CaClient>> Create(
       CaClientOptions options);
 
-  // Bootstrap with a Kubernetes service-account token (Bearer).
-  absl::StatusOr<IssuedCertificate> IssueWithToken(
-      const std::string& token, absl::Duration ttl = absl::ZeroDuration());
-  // Bootstrap with a one-time join token.
-  absl::StatusOr<IssuedCertificate> IssueWithJoinToken(
-      const std::string& join_token, absl::Duration ttl = absl::ZeroDuration());
-  // Renew over mTLS with the current certificate; a new key every time and
-  // the same SPIFFE ID.
-  absl::StatusOr<IssuedCertificate> Renew(
-      const std::string& cert_chain_pem, const std::string& key_pem,
-      absl::Duration ttl = absl::ZeroDuration());
-
-  absl::StatusOr<meshguard::ca::v1::TrustBundle> GetTrustBundle();
-
-  std::unique_ptr<BundleWatch> WatchTrustBundle(
-      std::function<void(const meshguard::ca::v1::TrustBundle&)> on_bundle);
-
-  // Lower-level: send a CSR made elsewhere.
+  // Lower-level: send a CSR made elsewhere, with a bearer token or a client
+  // certificate (empty strings for none).
+  using IdentityClient::Issue;
   absl::StatusOr<meshguard::ca::v1::IssueCertificateResponse> Issue(
       const meshguard::ca::v1::IssueCertificateRequest& request,
       const std::string& bearer_token, const std::string& client_cert_chain_pem,
       const std::string& client_key_pem);
 
  private:
-  explicit CaClient(std::unique_ptr<IdentityClient> client)
-      : client_(std::move(client)) {}
-
-  const std::unique_ptr<IdentityClient> client_;
+  explicit CaClient(std::unique_ptr<CaTransport> transport)
+      : IdentityClient(std::move(transport)) {}
 };
 
 // The gRPC C++ CaTransport that CaClient uses, for programs that want to

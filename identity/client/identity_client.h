@@ -21,7 +21,7 @@
 
 namespace meshguard::client {
 
-class IdentityClient final {
+class IdentityClient {
  public:
   static absl::StatusOr<std::unique_ptr<IdentityClient>> Create(
       std::unique_ptr<CaTransport> transport);
@@ -48,9 +48,14 @@ class IdentityClient final {
       const meshguard::ca::v1::IssueCertificateRequest& request,
       const CallCredentials& credentials);
 
- private:
+  virtual ~IdentityClient() = default;
+
+ protected:
+  // `transport` must not be null (Create checks).
   explicit IdentityClient(std::unique_ptr<CaTransport> transport)
       : transport_(std::move(transport)) {}
+
+ private:
   absl::StatusOr<IssuedCertificate> IssueNew(const std::string& join_token,
                                              CallCredentials credentials,
                                              const std::string& spiffe_id,

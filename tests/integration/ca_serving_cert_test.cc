@@ -4,11 +4,8 @@
 // restart. Checked the way a client sees it: the certificate presented on
 // each new TLS connection (its serial, its validity, its chain to the
 // bundle), and a real client call after the first certificate expired.
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -23,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "identity/client/ca_client.h"
 #include "identity/crypto/certificate.h"
+#include "identity/crypto/ssl_ptr.h"
 #include "tests/integration/ca_fixture.h"
 #include "tests/integration/testing/process.h"
 
@@ -44,21 +42,14 @@ struct ServingCert {
 // One TLS 1.3 handshake with ALPN h2 to 127.0.0.1:port, as a gRPC client
 // makes it; returns what the server presented.
 absl::StatusOr<ServingCert> Probe(int port, const std::string& bundle_pem) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return absl::InternalError("socket");
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return absl::UnavailableError(absl::StrCat("connect to port ", port));
-  }
-  std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(
-      SSL_CTX_new(TLS_client_method()), SSL_CTX_free);
+  absl::StatusOr<int> connected =
+      meshguard::testing::ConnectTcp("127.0.0.1", port, absl::Seconds(5));
+  if (!connected.ok()) return connected.status();
+  const int fd = *connected;
+  crypto::SslCtxPtr ctx(SSL_CTX_new(TLS_client_method()));
   static const unsigned char kAlpn[] = {2, 'h', '2'};
   SSL_CTX_set_alpn_protos(ctx.get(), kAlpn, sizeof(kAlpn));
-  std::unique_ptr<SSL, decltype(&SSL_free)> ssl(SSL_new(ctx.get()), SSL_free);
+  crypto::SslPtr ssl(SSL_new(ctx.get()));
   SSL_set_fd(ssl.get(), fd);
   SSL_set_tlsext_host_name(ssl.get(), "meshguard-ca");
   const int rc = SSL_connect(ssl.get());
@@ -74,15 +65,13 @@ absl::StatusOr<ServingCert> Probe(int port, const std::string& bundle_pem) {
   // Verify the presented chain against the bundle now, as clients do.
   absl::StatusOr<std::vector<crypto::X509Ptr>> roots =
       crypto::ParseCertificateChainPem(bundle_pem);
-  std::unique_ptr<X509_STORE, decltype(&X509_STORE_free)> store(
-      X509_STORE_new(), X509_STORE_free);
+  crypto::X509StorePtr store(X509_STORE_new());
   if (roots.ok()) {
     for (const crypto::X509Ptr& root : *roots) {
       X509_STORE_add_cert(store.get(), root.get());
     }
   }
-  std::unique_ptr<X509_STORE_CTX, decltype(&X509_STORE_CTX_free)> vctx(
-      X509_STORE_CTX_new(), X509_STORE_CTX_free);
+  crypto::X509StoreCtxPtr vctx(X509_STORE_CTX_new());
   X509_STORE_CTX_init(vctx.get(), store.get(), leaf,
                       SSL_get_peer_cert_chain(ssl.get()));
   out.chain_verifies = X509_verify_cert(vctx.get()) == 1;

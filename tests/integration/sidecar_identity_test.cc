@@ -110,24 +110,6 @@ std::string Http2Preface() {
          std::string("\x00\x00\x00\x04\x00\x00\x00\x00\x00", 9);
 }
 
-int ConnectLoopback(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return -1;
-  }
-  timeval tv{};
-  tv.tv_sec = absl::ToInt64Seconds(kProbeReadTimeout);
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-  return fd;
-}
-
 // A TLS 1.3 client with ALPN h2 that presents `chain_pem` (leaf first) and
 // `key` (both may be empty/null: no client certificate), sends the HTTP/2
 // preface and reads until the server says something or closes. The server's
@@ -161,11 +143,13 @@ Probe TlsProbe(int port, const std::string& chain_pem, EVP_PKEY* key) {
       return probe;
     }
   }
-  int fd = ConnectLoopback(port);
-  if (fd < 0) {
+  absl::StatusOr<int> connected =
+      meshguard::testing::ConnectTcp("127.0.0.1", port, kProbeReadTimeout);
+  if (!connected.ok()) {
     probe.detail = "tcp connect failed";
     return probe;
   }
+  const int fd = *connected;
   crypto::SslPtr ssl(SSL_new(ctx.get()));
   SSL_set_fd(ssl.get(), fd);
   if (SSL_connect(ssl.get()) != 1) {
@@ -205,11 +189,13 @@ Probe TlsProbe(int port, const std::string& chain_pem, EVP_PKEY* key) {
 // Plain TCP: sends `bytes`, reads until EOF or timeout.
 Probe RawProbe(int port, const std::string& bytes) {
   Probe probe;
-  int fd = ConnectLoopback(port);
-  if (fd < 0) {
+  absl::StatusOr<int> connected =
+      meshguard::testing::ConnectTcp("127.0.0.1", port, kProbeReadTimeout);
+  if (!connected.ok()) {
     probe.detail = "tcp connect failed";
     return probe;
   }
+  const int fd = *connected;
   probe.handshake_ok = false;  // no TLS at all
   if (send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) < 0) {
     probe.closed = true;

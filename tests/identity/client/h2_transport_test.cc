@@ -64,6 +64,13 @@ std::string BundleMessage(uint64_t sequence) {
   return wire::FrameMessage(bundle.SerializeAsString());
 }
 
+// A complete, well-formed GetTrustBundle answer: where a test uses it, the
+// failure comes from the connection (TLS, ALPN, names), not the response.
+std::string GoodBundleResponse() {
+  return ServerPreface() + OkResponseHeaders() + Data(BundleMessage(1), false) +
+         Trailers(0);
+}
+
 // --- Against a broken or hostile server --------------------------------
 
 class H2AgainstFakeServerTest : public ::testing::Test {
@@ -232,9 +239,7 @@ TEST_F(H2AgainstFakeServerTest, ConnectionClosedMidResponseIsUnavailable) {
 
 TEST_F(H2AgainstFakeServerTest, NoAlpnIsUnavailable) {
   absl::StatusOr<v1::TrustBundle> r =
-      FetchFrom(ServerPreface() + OkResponseHeaders() +
-                    Data(BundleMessage(1), false) + Trailers(0),
-                CaClientOptions(), /*alpn_h2=*/false);
+      FetchFrom(GoodBundleResponse(), CaClientOptions(), /*alpn_h2=*/false);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("ALPN"));
 }
@@ -242,10 +247,7 @@ TEST_F(H2AgainstFakeServerTest, NoAlpnIsUnavailable) {
 TEST_F(H2AgainstFakeServerTest, CertificateForAnotherNameIsUnavailable) {
   CaClientOptions options;
   options.server_name = "not-the-ca";
-  absl::StatusOr<v1::TrustBundle> r =
-      FetchFrom(ServerPreface() + OkResponseHeaders() +
-                    Data(BundleMessage(1), false) + Trailers(0),
-                options);
+  absl::StatusOr<v1::TrustBundle> r = FetchFrom(GoodBundleResponse(), options);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
   EXPECT_THAT(std::string(r.status().message()),
               HasSubstr("certificate verify failed: hostname mismatch"));
@@ -255,10 +257,7 @@ TEST_F(H2AgainstFakeServerTest, CertificateForAnotherNameIsUnavailable) {
 TEST_F(H2AgainstFakeServerTest, CertificateForAnotherIpIsUnavailable) {
   CaClientOptions options;
   options.server_name = "127.0.0.2";
-  absl::StatusOr<v1::TrustBundle> r =
-      FetchFrom(ServerPreface() + OkResponseHeaders() +
-                    Data(BundleMessage(1), false) + Trailers(0),
-                options);
+  absl::StatusOr<v1::TrustBundle> r = FetchFrom(GoodBundleResponse(), options);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
   EXPECT_THAT(std::string(r.status().message()),
               HasSubstr("IP address mismatch"));

@@ -545,6 +545,17 @@ absl::Status WaitForTcpPort(const std::string& host, int port,
                    absl::FormatDuration(timeout), "; last: ", last.message()));
 }
 
+absl::StatusOr<int> ConnectTcp(const std::string& host, int port,
+                               absl::Duration timeout) {
+  absl::StatusOr<int> fd = Connect(host, port, absl::Now() + timeout);
+  if (!fd.ok()) return fd.status();
+  fcntl(*fd, F_SETFL, fcntl(*fd, F_GETFL) & ~O_NONBLOCK);
+  timeval tv = absl::ToTimeval(timeout);
+  setsockopt(*fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(*fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  return *fd;
+}
+
 absl::StatusOr<HttpResponse> HttpGet(const std::string& host, int port,
                                      const std::string& path,
                                      absl::Duration timeout) {

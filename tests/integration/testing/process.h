@@ -185,6 +185,13 @@ absl::StatusOr<RunResult> RunToCompletion(
 absl::Status WaitForTcpPort(const std::string& host, int port,
                             absl::Duration timeout, Process* watch = nullptr);
 
+// A blocking TCP connection to host:port (an IP literal or "localhost"),
+// made within `timeout`; reads and writes on it then time out after
+// `timeout` too (SO_RCVTIMEO/SO_SNDTIMEO), so a probe never hangs. The
+// caller closes the descriptor.
+absl::StatusOr<int> ConnectTcp(const std::string& host, int port,
+                               absl::Duration timeout);
+
 struct HttpResponse {
   int status = 0;
   // Header names lowercased; a repeated header keeps the last value.
