@@ -57,10 +57,6 @@ constexpr absl::Duration kDefaultJoinTokenTtl = absl::Minutes(10);
 constexpr char kServingDir[] = "serving";
 constexpr char kServingKeyFile[] = "key.pem";
 constexpr char kServingCertFile[] = "cert.pem";
-// gRPC sync server threads kept waiting for calls; see CaServerImpl::Start.
-constexpr int kMinPollers = 4;
-constexpr int kMaxPollers = 16;
-
 absl::Duration ToAbsl(const google::protobuf::Duration& d) {
   return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
 }
@@ -182,6 +178,10 @@ class CaState final {
 
   const CaConfig& config() const { return config_; }
   BundlePublisher& publisher() { return publisher_; }
+  // The store goes first: its destructor commits any row still queued and
+  // runs that call's completion, which counts and logs through this object.
+  ~CaState() { store_.reset(); }
+
   IssuanceStore& store() { return *store_; }
   util::MetricsRegistry& metrics() { return metrics_; }
   const CaMaterial& material() const { return material_; }
@@ -387,25 +387,57 @@ grpc::Status Refuse(CaState* state, const std::string& method,
 }
 
 class CertificateAuthorityImpl final
-    : public v1::CertificateAuthority::WithCallbackMethod_WatchTrustBundle<
-          v1::CertificateAuthority::Service> {
+    : public v1::CertificateAuthority::CallbackService {
  public:
   explicit CertificateAuthorityImpl(CaState* state) : state_(state) {}
 
-  grpc::Status IssueCertificate(
-      grpc::ServerContext* context, const v1::IssueCertificateRequest* request,
+  // A callback handler: the checks and the signing run on gRPC's thread,
+  // then the record goes to the issuance log's committer thread, which
+  // answers the call once the row (grouped with every other row queued
+  // meanwhile) is durable. No server thread sleeps through an fsync, and
+  // the CPU-bound part runs on as many threads as gRPC polls with rather
+  // than one per call in flight (docs/BENCHMARKS.md, "CA issuance").
+  grpc::ServerUnaryReactor* IssueCertificate(
+      grpc::CallbackServerContext* context,
+      const v1::IssueCertificateRequest* request,
       v1::IssueCertificateResponse* response) override {
-    absl::Time start = absl::Now();
-    grpc::Status status = Issue(context, *request, response);
-    state_->ObserveLatency("IssueCertificate", absl::Now() - start);
-    return status;
+    const absl::Time start = absl::Now();
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    auto issued = std::make_unique<Issued>();
+    if (grpc::Status s = Issue(*context, *request, response, issued.get());
+        !s.ok()) {
+      state_->ObserveLatency("IssueCertificate", absl::Now() - start);
+      reactor->Finish(s);
+      return reactor;
+    }
+    IssuanceRecord record = issued->record;
+    state_->store().RecordIssuanceAsync(
+        std::move(record), [state = state_, reactor, response, start,
+                            issued = std::move(issued)](absl::Status stored) {
+          grpc::Status status = grpc::Status::OK;
+          if (stored.ok()) {
+            Acknowledge(state, *issued);
+          } else {
+            response->Clear();
+            status =
+                Refuse(state, issued->record.auth_method, "storage_failed",
+                       issued->record.requester, grpc::StatusCode::UNAVAILABLE,
+                       absl::StrCat("issuance log: ", stored.message()));
+          }
+          state->ObserveLatency("IssueCertificate", absl::Now() - start);
+          reactor->Finish(status);
+        });
+    return reactor;
   }
 
-  grpc::Status GetTrustBundle(grpc::ServerContext* context,
-                              const v1::GetTrustBundleRequest* request,
-                              v1::TrustBundle* response) override {
+  grpc::ServerUnaryReactor* GetTrustBundle(
+      grpc::CallbackServerContext* context,
+      const v1::GetTrustBundleRequest* request,
+      v1::TrustBundle* response) override {
     *response = state_->publisher().Current();
-    return grpc::Status::OK;
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
   }
 
   grpc::ServerWriteReactor<v1::TrustBundle>* WatchTrustBundle(
@@ -479,7 +511,7 @@ class CertificateAuthorityImpl final
 
   // Decides who the caller is: join token, then bearer token, then a client
   // certificate. Exactly one credential is used.
-  grpc::Status Authenticate(grpc::ServerContext* context,
+  grpc::Status Authenticate(const grpc::ServerContextBase& context,
                             const v1::IssueCertificateRequest& request,
                             const std::string& requester, Caller* caller) {
     const absl::Time now = absl::Now();
@@ -506,8 +538,8 @@ class CertificateAuthorityImpl final
       caller->spiffe_id = *id;
       return grpc::Status::OK;
     }
-    auto auth_header = context->client_metadata().find("authorization");
-    if (auth_header != context->client_metadata().end()) {
+    auto auth_header = context.client_metadata().find("authorization");
+    if (auth_header != context.client_metadata().end()) {
       caller->auth_method = "k8s_token";
       std::string value(auth_header->second.data(), auth_header->second.size());
       if (!absl::StartsWith(value, "Bearer ")) {
@@ -540,7 +572,7 @@ class CertificateAuthorityImpl final
       return grpc::Status::OK;
     }
     caller->auth_method = "renewal";
-    absl::StatusOr<crypto::SpiffeId> peer = state_->PeerIdentity(*context);
+    absl::StatusOr<crypto::SpiffeId> peer = state_->PeerIdentity(context);
     if (!peer.ok()) {
       if (absl::IsNotFound(peer.status())) {
         return Refuse(state_, "none", "no_credential", requester,
@@ -557,10 +589,18 @@ class CertificateAuthorityImpl final
     return grpc::Status::OK;
   }
 
-  grpc::Status Issue(grpc::ServerContext* context,
+  // A certificate signed and waiting for its issuance record to be durable.
+  struct Issued {
+    IssuanceRecord record;
+  };
+
+  // Authenticates, checks and signs, fills `response`, and describes the
+  // record to write in `issued`. The call is not to be answered OK before
+  // that record is durable.
+  grpc::Status Issue(const grpc::ServerContextBase& context,
                      const v1::IssueCertificateRequest& request,
-                     v1::IssueCertificateResponse* response) {
-    const std::string requester = context->peer();
+                     v1::IssueCertificateResponse* response, Issued* issued) {
+    const std::string requester = context.peer();
     const std::string peer_key = absl::StrCat("peer:", PeerHost(requester));
     // Callers that keep failing to authenticate are throttled by address,
     // so guessing tokens is slow; good callers are never charged here.
@@ -663,7 +703,7 @@ class CertificateAuthorityImpl final
                     absl::StrCat("signing failed: ", cert.status().message()));
     }
 
-    IssuanceRecord record;
+    IssuanceRecord& record = issued->record;
     record.serial = crypto::SerialHex(cert->get());
     record.spiffe_id = caller.spiffe_id;
     record.not_before = crypto::NotBefore(cert->get());
@@ -671,12 +711,6 @@ class CertificateAuthorityImpl final
     record.issued_at = leaf.now;
     record.auth_method = caller.auth_method;
     record.requester = requester;
-    // Acknowledge only what the log holds durably.
-    if (absl::Status s = state_->store().RecordIssuance(record); !s.ok()) {
-      return Refuse(state_, caller.auth_method, "storage_failed", requester,
-                    grpc::StatusCode::UNAVAILABLE,
-                    absl::StrCat("issuance log: ", s.message()));
-    }
 
     absl::StatusOr<std::string> leaf_pem =
         crypto::CertificateToPem(cert->get());
@@ -692,16 +726,20 @@ class CertificateAuthorityImpl final
     response->set_serial(record.serial);
     *response->mutable_not_before() = ToProto(record.not_before);
     *response->mutable_not_after() = ToProto(record.not_after);
+    return grpc::Status::OK;
+  }
 
-    state_->CountIssued(caller.auth_method);
+  // Counts and logs an issuance whose record is durable.
+  static void Acknowledge(CaState* state, const Issued& issued) {
+    const IssuanceRecord& record = issued.record;
+    state->CountIssued(record.auth_method);
     util::LogLine("info", "issued")
-        .Add("spiffe_id", caller.spiffe_id)
+        .Add("spiffe_id", record.spiffe_id)
         .Add("serial", record.serial)
-        .Add("auth_method", caller.auth_method)
-        .Add("requester", requester)
+        .Add("auth_method", record.auth_method)
+        .Add("requester", record.requester)
         .AddTime("not_after", record.not_after)
         .Emit();
-    return grpc::Status::OK;
   }
 
   CaState* const state_;
@@ -907,14 +945,9 @@ class CaServerImpl final : public CaServer {
         &grpc_port_);
     builder.SetMaxReceiveMessageSize(
         static_cast<int>(config.max_request_bytes()));
-    // The sync server runs each call on a polling thread and keeps at most
-    // MAX_POLLERS threads between calls. gRPC's default (1 to 2) made it
-    // start and end a thread for most calls once a few renewals overlap;
-    // keeping up to kMaxPollers costs idle stacks only, and measured
-    // 20-40 % more certificates per CA CPU-second at 4 and 16 clients
-    // (docs/BENCHMARKS.md, "CA issuance").
-    builder.SetSyncServerOption(grpc::ServerBuilder::MIN_POLLERS, kMinPollers);
-    builder.SetSyncServerOption(grpc::ServerBuilder::MAX_POLLERS, kMaxPollers);
+    // The CA service is callback-based (no thread per call in flight);
+    // only the admin service over mTLS, rarely called, uses gRPC's sync
+    // thread pool, at its defaults.
     builder.RegisterService(&ca_service_);
     builder.RegisterService(&admin_over_tls_);
     server_ = builder.BuildAndStart();

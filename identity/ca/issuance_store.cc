@@ -432,7 +432,24 @@ absl::StatusOr<sqlite3_stmt*> IssuanceStore::Prepared(absl::string_view sql) {
 IssuanceStore::IssuanceStore(std::string path, DbPtr db)
     : path_(std::move(path)), db_(std::move(db)) {}
 
-IssuanceStore::~IssuanceStore() = default;
+struct IssuanceStore::AsyncIssuance {
+  AsyncIssuance(IssuanceRecord r, IssuanceDone d)
+      : record(std::move(r)), done(std::move(d)) {}
+  IssuanceRecord record;
+  IssuanceDone done;
+};
+
+IssuanceStore::~IssuanceStore() {
+  std::thread committer;
+  {
+    absl::MutexLock lock(&async_mu_);
+    stopping_ = true;
+    committer = std::move(committer_);
+  }
+  // The loop exits once the queue is empty: every accepted row is committed
+  // and answered first.
+  if (committer.joinable()) committer.join();
+}
 
 absl::StatusOr<std::unique_ptr<IssuanceStore>> IssuanceStore::Open(
     const std::string& path) {
@@ -534,7 +551,7 @@ absl::Status IssuanceStore::InitSchema() {
   return txn.Commit();
 }
 
-absl::Status IssuanceStore::RecordIssuance(const IssuanceRecord& record) {
+absl::Status IssuanceStore::ValidateRecord(const IssuanceRecord& record) {
   if (record.serial.empty()) {
     return absl::InvalidArgumentError("issuance record has an empty serial");
   }
@@ -552,6 +569,64 @@ absl::Status IssuanceStore::RecordIssuance(const IssuanceRecord& record) {
         absl::StrCat("issuance record for serial ", record.serial,
                      ": not_after is before not_before"));
   }
+  return absl::OkStatus();
+}
+
+void IssuanceStore::RecordIssuanceAsync(IssuanceRecord record,
+                                        IssuanceDone done) {
+  if (absl::Status s = ValidateRecord(record); !s.ok()) {
+    std::move(done)(std::move(s));
+    return;
+  }
+  absl::MutexLock lock(&async_mu_);
+  if (stopping_) {
+    // Only a caller racing the destructor gets here.
+    std::move(done)(absl::UnavailableError(
+        absl::StrCat("issuance database ", path_, " is closing; serial ",
+                     record.serial, " was not recorded")));
+    return;
+  }
+  async_queue_.push_back(
+      std::make_unique<AsyncIssuance>(std::move(record), std::move(done)));
+  if (!committer_.joinable())
+    committer_ = std::thread([this] { CommitLoop(); });
+}
+
+void IssuanceStore::CommitLoop() {
+  for (;;) {
+    std::vector<std::unique_ptr<AsyncIssuance>> batch;
+    {
+      absl::MutexLock lock(&async_mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(async_mu_) {
+        return stopping_ || !async_queue_.empty();
+      };
+      async_mu_.Await(absl::Condition(&ready));
+      if (async_queue_.empty()) return;  // stopping, nothing left
+      const size_t n = std::min(async_queue_.size(), kMaxGroupCommit);
+      for (size_t i = 0; i < n; ++i) {
+        batch.push_back(std::move(async_queue_.front()));
+        async_queue_.pop_front();
+      }
+    }
+    std::vector<PendingIssuance> pending;
+    pending.reserve(batch.size());
+    std::vector<PendingIssuance*> group;
+    for (const auto& a : batch) {
+      pending.emplace_back(a->record);
+      group.push_back(&pending.back());
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      CommitIssuances(group);
+    }
+    for (size_t i = 0; i < batch.size(); ++i) {
+      std::move(batch[i]->done)(std::move(pending[i].status));
+    }
+  }
+}
+
+absl::Status IssuanceStore::RecordIssuance(const IssuanceRecord& record) {
+  MG_RETURN_IF_ERROR(ValidateRecord(record));
 
   // Queue up; wait until an earlier caller has committed this row, or until
   // this one is at the head and commits a group itself.

@@ -16,7 +16,10 @@
 // RecordIssuance calls are committed in groups: the caller at the head of the
 // queue writes every row queued at that moment in one transaction (one
 // fsync), and each caller returns once the transaction holding its row has
-// committed, as LevelDB's DBImpl::Write groups writers. Several processes (or
+// committed, as LevelDB's DBImpl::Write groups writers. RecordIssuanceAsync
+// hands its row to a committer thread instead, which commits whatever has
+// queued in one transaction and then runs each row's callback: a server
+// thread need not wait through the fsync. Several processes (or
 // several IssuanceStore objects) may open the same file; SQLite's locks
 // serialize their writes and busy_timeout makes them wait rather than fail.
 //
@@ -31,10 +34,12 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -91,6 +96,17 @@ class IssuanceStore final {
   // ALREADY_EXISTS if the serial is already recorded; INVALID_ARGUMENT for an
   // empty serial or SPIFFE ID or an unknown auth_method.
   absl::Status RecordIssuance(const IssuanceRecord& record);
+
+  // The same, without waiting: `record` is committed on the store's
+  // committer thread (started on first use), grouped with every row queued
+  // meanwhile, and `done` then runs on that thread with what RecordIssuance
+  // would have returned (or at once, on the caller's thread, for a record
+  // RecordIssuance would refuse without writing). `done` must not call back
+  // into this store's RecordIssuance* (it would wait for itself). Rows queued
+  // before the store is destroyed are committed and their callbacks run before
+  // the destructor returns.
+  using IssuanceDone = absl::AnyInvocable<void(absl::Status) &&>;
+  void RecordIssuanceAsync(IssuanceRecord record, IssuanceDone done);
 
   // Stores a join token by the SHA-256 hex of its value (the store never
   // sees the token). ALREADY_EXISTS if the hash is already stored.
@@ -190,6 +206,22 @@ class IssuanceStore final {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string path_;
+
+  // Checks RecordIssuance's preconditions (everything but the serial's
+  // uniqueness).
+  static absl::Status ValidateRecord(const IssuanceRecord& record);
+
+  // The committer thread's loop: take every queued async row (up to
+  // kMaxGroupCommit), commit them as a group, run their callbacks.
+  void CommitLoop();
+
+  // RecordIssuanceAsync's queue and committer thread.
+  struct AsyncIssuance;
+  absl::Mutex async_mu_;
+  std::deque<std::unique_ptr<AsyncIssuance>> async_queue_
+      ABSL_GUARDED_BY(async_mu_);
+  bool stopping_ ABSL_GUARDED_BY(async_mu_) = false;
+  std::thread committer_ ABSL_GUARDED_BY(async_mu_);
 
   // RecordIssuance's queue. Never held while waiting for mu_: the head
   // releases it before it commits, so that callers arriving meanwhile queue

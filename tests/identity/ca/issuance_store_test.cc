@@ -11,13 +11,16 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
@@ -260,6 +263,91 @@ TEST_F(IssuanceStoreTest, WaitingCallersCommitTogether) {
     ASSERT_TRUE(got.ok()) << got.status();
     EXPECT_TRUE(got->has_value()) << serial;
   }
+}
+
+// The committer-thread path: each callback gets what RecordIssuance would
+// have returned, only after the row is durable, and rows queued while a
+// commit waits share the next transaction.
+TEST_F(IssuanceStoreTest, AsyncRecordsAnswerAfterCommitInGroups) {
+  WriteLockHolder lock(path_);
+  absl::Mutex mu;
+  std::vector<std::pair<std::string, absl::Status>> answers;
+  auto record = [&](const std::string& serial) {
+    store_->RecordIssuanceAsync(
+        Record(serial, kOrders), [&, serial](absl::Status status) {
+          absl::MutexLock l(&mu);
+          answers.emplace_back(serial, std::move(status));
+        });
+  };
+  record("a0");  // the committer takes it and waits for the lock
+  absl::SleepFor(absl::Milliseconds(200));
+  for (const char* serial : {"a1", "a2", "a3", "a3", "a4"}) record(serial);
+  absl::SleepFor(absl::Milliseconds(300));
+  {
+    absl::MutexLock l(&mu);
+    EXPECT_THAT(answers, IsEmpty()) << "answered before the commit";
+  }
+  lock.Release();
+  {
+    absl::MutexLock l(&mu);
+    auto all = [&]() { return answers.size() == 6; };
+    EXPECT_TRUE(mu.AwaitWithTimeout(absl::Condition(&all), absl::Seconds(10)));
+  }
+  int ok = 0;
+  int already_exists = 0;
+  for (const auto& [serial, status] : answers) {
+    if (status.ok()) ++ok;
+    if (absl::IsAlreadyExists(status)) {
+      ++already_exists;
+      EXPECT_EQ(serial, "a3");
+    }
+  }
+  EXPECT_EQ(ok, 5);
+  EXPECT_EQ(already_exists, 1);
+  const IssuanceStore::CommitStats stats = store_->commit_stats();
+  EXPECT_EQ(stats.rows, 5);
+  EXPECT_EQ(stats.commits, 2) << "a0 alone, then the five queued behind it";
+  Reopen();
+  for (const char* serial : {"a0", "a1", "a2", "a3", "a4"}) {
+    absl::StatusOr<std::optional<IssuanceRecord>> got = store_->Get(serial);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_TRUE(got->has_value()) << serial;
+  }
+}
+
+TEST_F(IssuanceStoreTest, AsyncRefusesMalformedRecordAtOnce) {
+  std::optional<absl::Status> answer;
+  IssuanceRecord r = Record("03", kFrontend);
+  r.auth_method = "password";
+  store_->RecordIssuanceAsync(
+      r, [&](absl::Status status) { answer = std::move(status); });
+  ASSERT_TRUE(answer.has_value()) << "a malformed record waits for nothing";
+  EXPECT_EQ(answer->code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(answer->message()), HasSubstr("password"));
+  EXPECT_FALSE((*store_->Get("03")).has_value());
+}
+
+// Closing the store commits and answers every row it accepted.
+TEST_F(IssuanceStoreTest, AsyncRowsQueuedAtCloseAreCommittedAndAnswered) {
+  constexpr int kRows = 200;
+  std::atomic<int> ok{0};
+  std::atomic<int> answered{0};
+  for (int i = 0; i < kRows; ++i) {
+    store_->RecordIssuanceAsync(Record(absl::StrFormat("c%04x", i), kFrontend),
+                                [&](absl::Status status) {
+                                  if (status.ok()) ++ok;
+                                  ++answered;
+                                });
+  }
+  store_.reset();
+  EXPECT_EQ(answered.load(), kRows);
+  EXPECT_EQ(ok.load(), kRows);
+  Reopen();
+  IssuanceStore::ListFilter all;
+  all.limit = 1000;
+  absl::StatusOr<std::vector<IssuanceRecord>> listed = store_->List(all);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_EQ(listed->size(), static_cast<size_t>(kRows));
 }
 
 TEST_F(IssuanceStoreTest, JoinTokenIsConsumedOnce) {
