@@ -281,8 +281,7 @@ absl::Status CheckIssuableKey(EVP_PKEY* key) {
   switch (EVP_PKEY_id(key)) {
     case EVP_PKEY_EC: {
       // The group's name, read from the key itself: EVP_PKEY_get0_EC_KEY
-      // would export a provider key into a legacy EC_KEY on every call
-      // (a fifth of the CA's CSR checks in a profile).
+      // would export a provider key into a legacy EC_KEY just to read it.
 #if !defined(OPENSSL_IS_BORINGSSL) && OPENSSL_VERSION_MAJOR >= 3
       char name[64] = {0};
       size_t len = 0;
