@@ -13,6 +13,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 
 namespace meshguard::ca {
 namespace {
@@ -406,10 +407,7 @@ void IssuanceStore::StmtFinalizer::operator()(sqlite3_stmt* stmt) const {
 struct IssuanceStore::PendingIssuance {
   explicit PendingIssuance(const IssuanceRecord& r) : record(r) {}
   const IssuanceRecord& record;
-  // Written by the group's committer under mu_, then `done` under queue_mu_;
-  // read by the owner after it sees `done` under queue_mu_.
-  absl::Status status;
-  bool done = false;
+  absl::Status status;  // set by CommitIssuances
 };
 
 absl::StatusOr<sqlite3_stmt*> IssuanceStore::Prepared(absl::string_view sql) {
@@ -432,8 +430,8 @@ absl::StatusOr<sqlite3_stmt*> IssuanceStore::Prepared(absl::string_view sql) {
 IssuanceStore::IssuanceStore(std::string path, DbPtr db)
     : path_(std::move(path)), db_(std::move(db)) {}
 
-struct IssuanceStore::AsyncIssuance {
-  AsyncIssuance(IssuanceRecord r, IssuanceDone d)
+struct IssuanceStore::QueuedIssuance {
+  QueuedIssuance(IssuanceRecord r, IssuanceDone d)
       : record(std::move(r)), done(std::move(d)) {}
   IssuanceRecord record;
   IssuanceDone done;
@@ -442,7 +440,7 @@ struct IssuanceStore::AsyncIssuance {
 IssuanceStore::~IssuanceStore() {
   std::thread committer;
   {
-    absl::MutexLock lock(&async_mu_);
+    absl::MutexLock lock(&queue_mu_);
     stopping_ = true;
     committer = std::move(committer_);
   }
@@ -578,7 +576,7 @@ void IssuanceStore::RecordIssuanceAsync(IssuanceRecord record,
     std::move(done)(std::move(s));
     return;
   }
-  absl::MutexLock lock(&async_mu_);
+  absl::MutexLock lock(&queue_mu_);
   if (stopping_) {
     // Only a caller racing the destructor gets here.
     std::move(done)(absl::UnavailableError(
@@ -586,26 +584,26 @@ void IssuanceStore::RecordIssuanceAsync(IssuanceRecord record,
                      record.serial, " was not recorded")));
     return;
   }
-  async_queue_.push_back(
-      std::make_unique<AsyncIssuance>(std::move(record), std::move(done)));
+  queue_.push_back(
+      std::make_unique<QueuedIssuance>(std::move(record), std::move(done)));
   if (!committer_.joinable())
     committer_ = std::thread([this] { CommitLoop(); });
 }
 
 void IssuanceStore::CommitLoop() {
   for (;;) {
-    std::vector<std::unique_ptr<AsyncIssuance>> batch;
+    std::vector<std::unique_ptr<QueuedIssuance>> batch;
     {
-      absl::MutexLock lock(&async_mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(async_mu_) {
-        return stopping_ || !async_queue_.empty();
+      absl::MutexLock lock(&queue_mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_) {
+        return stopping_ || !queue_.empty();
       };
-      async_mu_.Await(absl::Condition(&ready));
-      if (async_queue_.empty()) return;  // stopping, nothing left
-      const size_t n = std::min(async_queue_.size(), kMaxGroupCommit);
+      queue_mu_.Await(absl::Condition(&ready));
+      if (queue_.empty()) return;  // stopping, nothing left
+      const size_t n = std::min(queue_.size(), kMaxGroupCommit);
       for (size_t i = 0; i < n; ++i) {
-        batch.push_back(std::move(async_queue_.front()));
-        async_queue_.pop_front();
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
       }
     }
     std::vector<PendingIssuance> pending;
@@ -626,38 +624,16 @@ void IssuanceStore::CommitLoop() {
 }
 
 absl::Status IssuanceStore::RecordIssuance(const IssuanceRecord& record) {
-  MG_RETURN_IF_ERROR(ValidateRecord(record));
-
-  // Queue up; wait until an earlier caller has committed this row, or until
-  // this one is at the head and commits a group itself.
-  PendingIssuance self(record);
-  std::vector<PendingIssuance*> group;
-  {
-    absl::MutexLock lock(&queue_mu_);
-    queue_.push_back(&self);
-    auto done_or_head = [this, &self]()
-                            ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_) {
-                              return self.done || queue_.front() == &self;
-                            };
-    queue_mu_.Await(absl::Condition(&done_or_head));
-    if (self.done) return self.status;
-    const size_t n = std::min(queue_.size(), kMaxGroupCommit);
-    group.assign(queue_.begin(), queue_.begin() + static_cast<ptrdiff_t>(n));
-  }
-  // Callers arriving now queue behind the group for the next commit.
-  {
-    absl::MutexLock lock(&mu_);
-    CommitIssuances(group);
-  }
-  {
-    absl::MutexLock lock(&queue_mu_);
-    for (PendingIssuance* p : group) {
-      // The group is the queue's head, in order: nobody else pops.
-      queue_.pop_front();
-      p->done = true;
-    }
-  }
-  return self.status;
+  // The committer thread's queue, waited for: callers arriving together
+  // share its transactions exactly as asynchronous ones do.
+  absl::Notification committed;
+  absl::Status result;
+  RecordIssuanceAsync(record, [&](absl::Status status) {
+    result = std::move(status);
+    committed.Notify();
+  });
+  committed.WaitForNotification();
+  return result;
 }
 
 absl::Status IssuanceStore::InsertIssuance(const IssuanceRecord& record) {

@@ -12,14 +12,13 @@
 // now < not_after and it is not revoked.
 //
 // Thread-safe: one connection, used under one mutex; every call runs to
-// completion (including its fsync) while holding it. Concurrent
-// RecordIssuance calls are committed in groups: the caller at the head of the
-// queue writes every row queued at that moment in one transaction (one
-// fsync), and each caller returns once the transaction holding its row has
-// committed, as LevelDB's DBImpl::Write groups writers. RecordIssuanceAsync
-// hands its row to a committer thread instead, which commits whatever has
-// queued in one transaction and then runs each row's callback: a server
-// thread need not wait through the fsync. Several processes (or
+// completion (including its fsync) while holding it. Issuances are committed
+// in groups by one committer thread: it writes every row queued at that
+// moment in one transaction (one fsync) while later rows queue up for the
+// next, as LevelDB's DBImpl::Write groups writers. RecordIssuanceAsync
+// answers each row through a callback once the transaction holding it has
+// committed, so a server thread need not wait through the fsync;
+// RecordIssuance waits for that answer. Several processes (or
 // several IssuanceStore objects) may open the same file; SQLite's locks
 // serialize their writes and busy_timeout makes them wait rather than fail.
 //
@@ -101,8 +100,8 @@ class IssuanceStore final {
   // committer thread (started on first use), grouped with every row queued
   // meanwhile, and `done` then runs on that thread with what RecordIssuance
   // would have returned (or at once, on the caller's thread, for a record
-  // RecordIssuance would refuse without writing). `done` must not call back
-  // into this store's RecordIssuance* (it would wait for itself). Rows queued
+  // RecordIssuance would refuse without writing). `done` must not call
+  // RecordIssuance (it would wait for the thread it runs on). Rows queued
   // before the store is destroyed are committed and their callbacks run before
   // the destructor returns.
   using IssuanceDone = absl::AnyInvocable<void(absl::Status) &&>;
@@ -179,7 +178,7 @@ class IssuanceStore final {
   struct StmtFinalizer {
     void operator()(sqlite3_stmt* stmt) const;
   };
-  // A RecordIssuance caller waiting in queue_ (defined in the .cc).
+  // One row of a group being committed (defined in the .cc).
   struct PendingIssuance;
 
   // The most rows one group commit takes; later arrivals wait for the next.
@@ -211,23 +210,17 @@ class IssuanceStore final {
   // uniqueness).
   static absl::Status ValidateRecord(const IssuanceRecord& record);
 
-  // The committer thread's loop: take every queued async row (up to
+  // The committer thread's loop: take every queued row (up to
   // kMaxGroupCommit), commit them as a group, run their callbacks.
   void CommitLoop();
 
-  // RecordIssuanceAsync's queue and committer thread.
-  struct AsyncIssuance;
-  absl::Mutex async_mu_;
-  std::deque<std::unique_ptr<AsyncIssuance>> async_queue_
-      ABSL_GUARDED_BY(async_mu_);
-  bool stopping_ ABSL_GUARDED_BY(async_mu_) = false;
-  std::thread committer_ ABSL_GUARDED_BY(async_mu_);
-
-  // RecordIssuance's queue. Never held while waiting for mu_: the head
-  // releases it before it commits, so that callers arriving meanwhile queue
-  // up for the next group.
+  // The committer thread and its queue. queue_mu_ is never held while
+  // waiting for mu_: rows arriving during a commit queue for the next one.
+  struct QueuedIssuance;
   absl::Mutex queue_mu_;
-  std::deque<PendingIssuance*> queue_ ABSL_GUARDED_BY(queue_mu_);
+  std::deque<std::unique_ptr<QueuedIssuance>> queue_ ABSL_GUARDED_BY(queue_mu_);
+  bool stopping_ ABSL_GUARDED_BY(queue_mu_) = false;
+  std::thread committer_ ABSL_GUARDED_BY(queue_mu_);
 
   mutable absl::Mutex mu_;
   // The one connection. Guarded: SQLite connections are not to be used by two
