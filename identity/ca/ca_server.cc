@@ -403,26 +403,25 @@ class CertificateAuthorityImpl final
       v1::IssueCertificateResponse* response) override {
     const absl::Time start = absl::Now();
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    auto issued = std::make_unique<Issued>();
-    if (grpc::Status s = Issue(*context, *request, response, issued.get());
+    IssuanceRecord record;
+    if (grpc::Status s = Issue(*context, *request, response, &record);
         !s.ok()) {
       state_->ObserveLatency("IssueCertificate", absl::Now() - start);
       reactor->Finish(s);
       return reactor;
     }
-    IssuanceRecord record = issued->record;
+    IssuanceRecord to_store = record;
     state_->store().RecordIssuanceAsync(
-        std::move(record), [state = state_, reactor, response, start,
-                            issued = std::move(issued)](absl::Status stored) {
+        std::move(to_store), [state = state_, reactor, response, start,
+                              record = std::move(record)](absl::Status stored) {
           grpc::Status status = grpc::Status::OK;
           if (stored.ok()) {
-            Acknowledge(state, *issued);
+            Acknowledge(state, record);
           } else {
             response->Clear();
-            status =
-                Refuse(state, issued->record.auth_method, "storage_failed",
-                       issued->record.requester, grpc::StatusCode::UNAVAILABLE,
-                       absl::StrCat("issuance log: ", stored.message()));
+            status = Refuse(state, record.auth_method, "storage_failed",
+                            record.requester, grpc::StatusCode::UNAVAILABLE,
+                            absl::StrCat("issuance log: ", stored.message()));
           }
           state->ObserveLatency("IssueCertificate", absl::Now() - start);
           reactor->Finish(status);
@@ -589,17 +588,13 @@ class CertificateAuthorityImpl final
     return grpc::Status::OK;
   }
 
-  // A certificate signed and waiting for its issuance record to be durable.
-  struct Issued {
-    IssuanceRecord record;
-  };
-
   // Authenticates, checks and signs, fills `response`, and describes the
-  // record to write in `issued`. The call is not to be answered OK before
-  // that record is durable.
+  // issuance in `record`. The call is not to be answered OK before that
+  // record is durable.
   grpc::Status Issue(const grpc::ServerContextBase& context,
                      const v1::IssueCertificateRequest& request,
-                     v1::IssueCertificateResponse* response, Issued* issued) {
+                     v1::IssueCertificateResponse* response,
+                     IssuanceRecord* record) {
     const std::string requester = context.peer();
     const std::string peer_key = absl::StrCat("peer:", PeerHost(requester));
     // Callers that keep failing to authenticate are throttled by address,
@@ -703,14 +698,13 @@ class CertificateAuthorityImpl final
                     absl::StrCat("signing failed: ", cert.status().message()));
     }
 
-    IssuanceRecord& record = issued->record;
-    record.serial = crypto::SerialHex(cert->get());
-    record.spiffe_id = caller.spiffe_id;
-    record.not_before = crypto::NotBefore(cert->get());
-    record.not_after = crypto::NotAfter(cert->get());
-    record.issued_at = leaf.now;
-    record.auth_method = caller.auth_method;
-    record.requester = requester;
+    record->serial = crypto::SerialHex(cert->get());
+    record->spiffe_id = caller.spiffe_id;
+    record->not_before = crypto::NotBefore(cert->get());
+    record->not_after = crypto::NotAfter(cert->get());
+    record->issued_at = leaf.now;
+    record->auth_method = caller.auth_method;
+    record->requester = requester;
 
     absl::StatusOr<std::string> leaf_pem =
         crypto::CertificateToPem(cert->get());
@@ -723,15 +717,14 @@ class CertificateAuthorityImpl final
     }
     *response->mutable_trust_bundle() = state_->publisher().Current();
     response->set_spiffe_id(caller.spiffe_id);
-    response->set_serial(record.serial);
-    *response->mutable_not_before() = ToProto(record.not_before);
-    *response->mutable_not_after() = ToProto(record.not_after);
+    response->set_serial(record->serial);
+    *response->mutable_not_before() = ToProto(record->not_before);
+    *response->mutable_not_after() = ToProto(record->not_after);
     return grpc::Status::OK;
   }
 
   // Counts and logs an issuance whose record is durable.
-  static void Acknowledge(CaState* state, const Issued& issued) {
-    const IssuanceRecord& record = issued.record;
+  static void Acknowledge(CaState* state, const IssuanceRecord& record) {
     state->CountIssued(record.auth_method);
     util::LogLine("info", "issued")
         .Add("spiffe_id", record.spiffe_id)
