@@ -1,7 +1,11 @@
 // Durability: SIGKILL meshguard-ca in the middle of a burst of issuances from
 // several client threads, restart it on the same data dir, and check what a
 // client may rely on: every certificate it received is in the issuance log,
-// and no join token used before the kill works again.
+// and no join token used before the kill works again. And while the log
+// cannot be written, the CA refuses to issue rather than hand out a
+// certificate it has not recorded.
+#include <sqlite3.h>
+
 #include <atomic>
 #include <csignal>
 #include <map>
@@ -11,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
@@ -22,7 +27,10 @@
 namespace meshguard::integration {
 namespace {
 
+using ::meshguard::testing::HttpGet;
+using ::meshguard::testing::HttpResponse;
 using ::meshguard::testing::WaitFor;
+using ::testing::HasSubstr;
 
 constexpr int kTokens = 120;
 constexpr int kThreads = 4;
@@ -147,6 +155,63 @@ TEST(CaDurabilityTest, AcknowledgedIssuancesSurviveSigkill) {
         break;
     }
   }
+}
+
+// Another connection (an operator's sqlite3 shell, a backup tool) holds
+// the log's write lock past the CA's busy timeout: the renewal is refused
+// with UNAVAILABLE naming the log, counted and logged, and no certificate
+// reaches the caller or the log. Once the lock is gone, renewals work.
+TEST(CaDurabilityTest, UnwritableLogRefusesIssuance) {
+  absl::StatusOr<std::unique_ptr<CaInstance>> ca_or = CaInstance::Init("lock");
+  ASSERT_TRUE(ca_or.ok()) << ca_or.status();
+  CaInstance& ca = **ca_or;
+  absl::Status served = ca.Serve("rate_limit:\n  requests_per_second: 0\n");
+  ASSERT_TRUE(served.ok()) << served;
+  absl::StatusOr<client::IssuedCertificate> first =
+      ca.IssueFor(SpiffeIdFor("shop", "locked"));
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(ca.CountCertificates(), 1);
+
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((ca.data_dir() + "/meshguard-ca.db").c_str(), &db),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+
+  client::CaClientOptions options = ca.ClientOptions();
+  options.timeout = absl::Seconds(30);  // the CA waits 5 s for the lock
+  absl::StatusOr<std::unique_ptr<client::CaClient>> client =
+      client::CaClient::Create(options);
+  ASSERT_TRUE(client.ok()) << client.status();
+  absl::StatusOr<client::IssuedCertificate> refused =
+      (*client)->Renew(first->ChainPem(), first->key_pem);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable)
+      << refused.status();
+  EXPECT_THAT(std::string(refused.status().message()),
+              HasSubstr("issuance log"));
+
+  ASSERT_EQ(sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+
+  EXPECT_EQ(ca.CountCertificates(), 1) << "a refused certificate was logged";
+  absl::StatusOr<HttpResponse> metrics =
+      HttpGet("127.0.0.1", ca.http_port(), "/metrics");
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  EXPECT_THAT(
+      metrics->body,
+      HasSubstr(
+          "meshguard_ca_issuance_failures_total{reason=\"storage_failed\"} 1"));
+  bool logged = false;
+  for (const std::string& line : ca.LogLines("issuance_refused")) {
+    if (absl::StrContains(line, "storage_failed")) logged = true;
+  }
+  EXPECT_TRUE(logged) << "no issuance_refused line with storage_failed";
+
+  absl::StatusOr<client::IssuedCertificate> renewed =
+      (*client)->Renew(first->ChainPem(), first->key_pem);
+  ASSERT_TRUE(renewed.ok()) << renewed.status();
+  EXPECT_EQ(ca.CountCertificates(), 2);
 }
 
 }  // namespace
