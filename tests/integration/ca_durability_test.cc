@@ -43,15 +43,21 @@ struct Attempt {
   std::string serial;  // when acknowledged
 };
 
+// A CA on a fresh data dir, with rate limiting off: these tests send
+// bursts and retry from one address, which the per-address limit on failed
+// authentications would (rightly) throttle.
+absl::StatusOr<std::unique_ptr<CaInstance>> StartCa(const std::string& name) {
+  absl::StatusOr<std::unique_ptr<CaInstance>> ca = CaInstance::Init(name);
+  if (!ca.ok()) return ca.status();
+  absl::Status served = (*ca)->Serve("rate_limit:\n  requests_per_second: 0\n");
+  if (!served.ok()) return served;
+  return ca;
+}
+
 TEST(CaDurabilityTest, AcknowledgedIssuancesSurviveSigkill) {
-  absl::StatusOr<std::unique_ptr<CaInstance>> ca_or = CaInstance::Init("dur");
+  absl::StatusOr<std::unique_ptr<CaInstance>> ca_or = StartCa("dur");
   ASSERT_TRUE(ca_or.ok()) << ca_or.status();
   CaInstance& ca = **ca_or;
-  // Rate limiting off: the checks below retry every used token from one
-  // address, which the per-address limit on failed authentications would
-  // (rightly) throttle.
-  absl::Status served = ca.Serve("rate_limit:\n  requests_per_second: 0\n");
-  ASSERT_TRUE(served.ok()) << served;
 
   std::vector<Attempt> attempts(kTokens);
   for (int i = 0; i < kTokens; ++i) {
@@ -115,7 +121,7 @@ TEST(CaDurabilityTest, AcknowledgedIssuancesSurviveSigkill) {
                                   static_cast<int>(acked_serials.size()));
   ::testing::Test::RecordProperty("in_flight_at_kill", in_flight);
 
-  served = ca.Serve();
+  absl::Status served = ca.Serve();
   ASSERT_TRUE(served.ok()) << served;
 
   absl::StatusOr<std::vector<ca::v1::CertificateRecord>> records = ca.Records();
@@ -161,11 +167,9 @@ TEST(CaDurabilityTest, AcknowledgedIssuancesSurviveSigkill) {
 // deadline, every call in flight gets an answer (none hangs), and every
 // certificate a client received is in the log after a restart.
 TEST(CaDurabilityTest, SigtermDuringBurstAnswersAndLogsEveryIssuance) {
-  absl::StatusOr<std::unique_ptr<CaInstance>> ca_or = CaInstance::Init("term");
+  absl::StatusOr<std::unique_ptr<CaInstance>> ca_or = StartCa("term");
   ASSERT_TRUE(ca_or.ok()) << ca_or.status();
   CaInstance& ca = **ca_or;
-  absl::Status served = ca.Serve("rate_limit:\n  requests_per_second: 0\n");
-  ASSERT_TRUE(served.ok()) << served;
   absl::StatusOr<client::IssuedCertificate> first =
       ca.IssueFor(SpiffeIdFor("term", "renewer"));
   ASSERT_TRUE(first.ok()) << first.status();
@@ -197,7 +201,7 @@ TEST(CaDurabilityTest, SigtermDuringBurstAnswersAndLogsEveryIssuance) {
   for (std::thread& t : threads) t.join();  // every call got an answer
   EXPECT_TRUE(stopped.Success()) << "SIGTERM: " << stopped.ToString();
 
-  served = ca.Serve();
+  absl::Status served = ca.Serve();
   ASSERT_TRUE(served.ok()) << served;
   absl::StatusOr<std::vector<ca::v1::CertificateRecord>> records = ca.Records();
   ASSERT_TRUE(records.ok()) << records.status();
@@ -216,11 +220,9 @@ TEST(CaDurabilityTest, SigtermDuringBurstAnswersAndLogsEveryIssuance) {
 // with UNAVAILABLE naming the log, counted and logged, and no certificate
 // reaches the caller or the log. Once the lock is gone, renewals work.
 TEST(CaDurabilityTest, UnwritableLogRefusesIssuance) {
-  absl::StatusOr<std::unique_ptr<CaInstance>> ca_or = CaInstance::Init("lock");
+  absl::StatusOr<std::unique_ptr<CaInstance>> ca_or = StartCa("lock");
   ASSERT_TRUE(ca_or.ok()) << ca_or.status();
   CaInstance& ca = **ca_or;
-  absl::Status served = ca.Serve("rate_limit:\n  requests_per_second: 0\n");
-  ASSERT_TRUE(served.ok()) << served;
   absl::StatusOr<client::IssuedCertificate> first =
       ca.IssueFor(SpiffeIdFor("shop", "locked"));
   ASSERT_TRUE(first.ok()) << first.status();
