@@ -576,18 +576,22 @@ void IssuanceStore::RecordIssuanceAsync(IssuanceRecord record,
     std::move(done)(std::move(s));
     return;
   }
-  absl::MutexLock lock(&queue_mu_);
-  if (stopping_) {
-    // Only a caller racing the destructor gets here.
-    std::move(done)(absl::UnavailableError(
-        absl::StrCat("issuance database ", path_, " is closing; serial ",
-                     record.serial, " was not recorded")));
-    return;
+  {
+    absl::MutexLock lock(&queue_mu_);
+    if (!stopping_) {
+      queue_.push_back(
+          std::make_unique<QueuedIssuance>(std::move(record), std::move(done)));
+      if (!committer_.joinable()) {
+        committer_ = std::thread([this] { CommitLoop(); });
+      }
+      return;
+    }
   }
-  queue_.push_back(
-      std::make_unique<QueuedIssuance>(std::move(record), std::move(done)));
-  if (!committer_.joinable())
-    committer_ = std::thread([this] { CommitLoop(); });
+  // Only a caller racing the destructor gets here; answered outside the
+  // lock, as the committer answers.
+  std::move(done)(absl::UnavailableError(
+      absl::StrCat("issuance database ", path_, " is closing; serial ",
+                   record.serial, " was not recorded")));
 }
 
 void IssuanceStore::CommitLoop() {
