@@ -405,9 +405,11 @@ void IssuanceStore::StmtFinalizer::operator()(sqlite3_stmt* stmt) const {
 }
 
 struct IssuanceStore::PendingIssuance {
-  explicit PendingIssuance(const IssuanceRecord& r) : record(r) {}
-  const IssuanceRecord& record;
-  absl::Status status;  // set by CommitIssuances
+  PendingIssuance(IssuanceRecord r, IssuanceDone d)
+      : record(std::move(r)), done(std::move(d)) {}
+  IssuanceRecord record;
+  IssuanceDone done;
+  absl::Status status;  // set by CommitIssuances, then passed to `done`
 };
 
 absl::StatusOr<sqlite3_stmt*> IssuanceStore::Prepared(absl::string_view sql) {
@@ -429,13 +431,6 @@ absl::StatusOr<sqlite3_stmt*> IssuanceStore::Prepared(absl::string_view sql) {
 
 IssuanceStore::IssuanceStore(std::string path, DbPtr db)
     : path_(std::move(path)), db_(std::move(db)) {}
-
-struct IssuanceStore::QueuedIssuance {
-  QueuedIssuance(IssuanceRecord r, IssuanceDone d)
-      : record(std::move(r)), done(std::move(d)) {}
-  IssuanceRecord record;
-  IssuanceDone done;
-};
 
 IssuanceStore::~IssuanceStore() {
   std::thread committer;
@@ -579,8 +574,8 @@ void IssuanceStore::RecordIssuanceAsync(IssuanceRecord record,
   {
     absl::MutexLock lock(&queue_mu_);
     if (!stopping_) {
-      queue_.push_back(
-          std::make_unique<QueuedIssuance>(std::move(record), std::move(done)));
+      queue_.push_back(std::make_unique<PendingIssuance>(std::move(record),
+                                                         std::move(done)));
       if (!committer_.joinable()) {
         committer_ = std::thread([this] { CommitLoop(); });
       }
@@ -596,7 +591,7 @@ void IssuanceStore::RecordIssuanceAsync(IssuanceRecord record,
 
 void IssuanceStore::CommitLoop() {
   for (;;) {
-    std::vector<std::unique_ptr<QueuedIssuance>> batch;
+    std::vector<std::unique_ptr<PendingIssuance>> batch;
     {
       absl::MutexLock lock(&queue_mu_);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_) {
@@ -610,20 +605,13 @@ void IssuanceStore::CommitLoop() {
         queue_.pop_front();
       }
     }
-    std::vector<PendingIssuance> pending;
-    pending.reserve(batch.size());
     std::vector<PendingIssuance*> group;
-    for (const auto& a : batch) {
-      pending.emplace_back(a->record);
-      group.push_back(&pending.back());
-    }
+    for (const auto& p : batch) group.push_back(p.get());
     {
       absl::MutexLock lock(&mu_);
       CommitIssuances(group);
     }
-    for (size_t i = 0; i < batch.size(); ++i) {
-      std::move(batch[i]->done)(std::move(pending[i].status));
-    }
+    for (PendingIssuance* p : group) std::move(p->done)(std::move(p->status));
   }
 }
 

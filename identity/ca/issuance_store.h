@@ -178,7 +178,8 @@ class IssuanceStore final {
   struct StmtFinalizer {
     void operator()(sqlite3_stmt* stmt) const;
   };
-  // One row of a group being committed (defined in the .cc).
+  // A queued row, its callback and, once committed, its status (defined in
+  // the .cc).
   struct PendingIssuance;
 
   // The most rows one group commit takes; later arrivals wait for the next.
@@ -216,9 +217,9 @@ class IssuanceStore final {
 
   // The committer thread and its queue. queue_mu_ is never held while
   // waiting for mu_: rows arriving during a commit queue for the next one.
-  struct QueuedIssuance;
   absl::Mutex queue_mu_;
-  std::deque<std::unique_ptr<QueuedIssuance>> queue_ ABSL_GUARDED_BY(queue_mu_);
+  std::deque<std::unique_ptr<PendingIssuance>> queue_
+      ABSL_GUARDED_BY(queue_mu_);
   bool stopping_ ABSL_GUARDED_BY(queue_mu_) = false;
   std::thread committer_ ABSL_GUARDED_BY(queue_mu_);
 

@@ -192,8 +192,8 @@ absl::Status AddSubjectAltNames(X509* cert, GENERAL_NAMES* names,
 // encodes a provider key (what parsing a CSR gives) with an OSSL_ENCODER and
 // decodes the DER again with an OSSL_DECODER, both looked up among the
 // providers afresh on every call: that round trip was 40 % of issuing a leaf.
-// The same key as a legacy EC_KEY (derived here, once per key, and cached
-// by OpenSSL) is encoded directly.
+// The same key as a legacy EC_KEY, which OpenSSL derives once per key and
+// caches (CheckIssuableKey has already asked for it), is encoded directly.
 // The certificate then holds that EVP_PKEY, so X509_get0_pubkey works as
 // before. BoringSSL has no such round trip.
 absl::Status SetPublicKey(X509* cert, EVP_PKEY* key, absl::string_view id) {

@@ -1,8 +1,6 @@
 #include "identity/crypto/keys.h"
 
 #include <openssl/err.h>
-#include <openssl/objects.h>
-#include <openssl/opensslv.h>
 #include <openssl/pem.h>
 
 #include <cstdint>
@@ -280,23 +278,11 @@ absl::Status CheckIssuableKey(EVP_PKEY* key) {
   if (key == nullptr) return absl::InvalidArgumentError("public key is null");
   switch (EVP_PKEY_id(key)) {
     case EVP_PKEY_EC: {
-      // The group's name, read from the key itself: EVP_PKEY_get0_EC_KEY
-      // would export a provider key into a legacy EC_KEY just to read it.
-#if !defined(OPENSSL_IS_BORINGSSL) && OPENSSL_VERSION_MAJOR >= 3
-      char name[64] = {0};
-      size_t len = 0;
-      if (EVP_PKEY_get_group_name(key, name, sizeof(name), &len) == 1 &&
-          OBJ_sn2nid(name) == NID_X9_62_prime256v1) {
-        return absl::OkStatus();
-      }
-      ERR_clear_error();
-#else
       const EC_GROUP* group = EcGroupOf(key);
       if (group != nullptr &&
           EC_GROUP_get_curve_name(group) == NID_X9_62_prime256v1) {
         return absl::OkStatus();
       }
-#endif
       break;
     }
     case EVP_PKEY_RSA:
