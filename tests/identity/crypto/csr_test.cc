@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 #include <openssl/pem.h>
 
+#include <atomic>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -104,6 +106,85 @@ TEST_P(BadCsrTest, RefusedWithReason) {
 
 INSTANTIATE_TEST_SUITE_P(Pem, BadCsrTest, ::testing::ValuesIn(BadCsrs()),
                          [](const auto& info) { return info.param.name; });
+
+// The CA decodes a request's public key itself (csr.cc, DecodeReqPublicKey)
+// rather than through the parse: a point that is not on the curve must still
+// be refused there, before any signature check.
+TEST(CsrTest, PublicKeyOffTheCurveIsRefused) {
+  EvpPkeyPtr key = P256();
+  std::string der = DerOf(CreateCsrPem(key.get(), Id()).value());
+  unsigned char* raw = nullptr;
+  const int spki_len = i2d_PUBKEY(key.get(), &raw);
+  ASSERT_GT(spki_len, 65);
+  OpensslBytes spki(raw);
+  const size_t at = der.find(
+      std::string(reinterpret_cast<const char*>(spki.get()), spki_len));
+  ASSERT_NE(at, std::string::npos);
+  // The SPKI ends with the uncompressed point 04||X||Y; (X, Y^1) is not on
+  // P-256 (Y^1 is neither Y nor p-Y).
+  der[at + spki_len - 1] ^= 0x01;
+  absl::StatusOr<Csr> csr =
+      Csr::ParsePem(WritePemBlock("CERTIFICATE REQUEST", der).value());
+  ASSERT_FALSE(csr.ok());
+  EXPECT_EQ(csr.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(csr.status().message()),
+              HasSubstr("CSR public key cannot be decoded"));
+}
+
+// Keys of a type the CA does not certify still parse (the generic decoder),
+// so the refusal can name the key type.
+TEST(CsrTest, Ed25519KeyParsesButKeyPolicyRefuses) {
+  EvpPkeyCtxPtr kctx(EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, nullptr));
+  ASSERT_NE(kctx, nullptr);
+  ASSERT_EQ(EVP_PKEY_keygen_init(kctx.get()), 1);
+  EVP_PKEY* raw_key = nullptr;
+  ASSERT_EQ(EVP_PKEY_keygen(kctx.get(), &raw_key), 1);
+  EvpPkeyPtr key(raw_key);
+  X509ReqPtr req(X509_REQ_new());
+  ASSERT_TRUE(X509_REQ_set_version(req.get(), 0));
+  ASSERT_TRUE(X509_REQ_set_pubkey(req.get(), key.get()));
+  ASSERT_GT(X509_REQ_sign(req.get(), key.get(), nullptr), 0);
+  unsigned char* der_raw = nullptr;
+  const int der_len = i2d_X509_REQ(req.get(), &der_raw);
+  ASSERT_GT(der_len, 0);
+  OpensslBytes der(der_raw);
+  absl::StatusOr<Csr> csr = Csr::ParsePem(
+      WritePemBlock("CERTIFICATE REQUEST",
+                    std::string(reinterpret_cast<const char*>(der.get()),
+                                static_cast<size_t>(der_len)))
+          .value());
+  ASSERT_TRUE(csr.ok()) << csr.status();
+  EXPECT_TRUE(csr->CheckSignature().ok());
+  EXPECT_TRUE(PublicKeysEqual(csr->public_key(), key.get()));
+  absl::Status s = CheckIssuableKey(csr->public_key());
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("is not accepted"));
+}
+
+// The CA parses requests on several gRPC threads at once.
+TEST(CsrTest, ParsesConcurrently) {
+  std::vector<std::string> pems;
+  std::vector<EvpPkeyPtr> keys;
+  for (int i = 0; i < 4; ++i) {
+    keys.push_back(P256());
+    pems.push_back(CreateCsrPem(keys.back().get(), Id()).value());
+  }
+  std::atomic<int> good{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 50; ++i) {
+        absl::StatusOr<Csr> csr = Csr::ParsePem(pems[(t + i) % 4]);
+        if (csr.ok() && csr->CheckSignature().ok() &&
+            PublicKeysEqual(csr->public_key(), keys[(t + i) % 4].get())) {
+          ++good;
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(good.load(), 200);
+}
 
 TEST(CsrTest, SizeLimitIsInclusive) {
   std::string good = ValidCsrPem();
