@@ -12,7 +12,8 @@
 # limiting off; gets one certificate per client with join tokens through
 # meshguardctl; then R rounds, each interleaving:
 #   openssl speed -seconds 5 ecdsap256   (sign/s, one core)
-#   ca_issue_bench --mode=bare           (in-process loop, one thread)
+#   ca_issue_bench --mode=bare           (in-process loop, one thread; and
+#                                         two threads, --threads=2)
 #   ca_issue_bench --mode=e2e            (1, 4, 16 clients, persistent mTLS
 #                                         channel per client)
 #   ca_issue_bench --mode=e2e --channel=per_call  (CaClient::Issue as is:
@@ -165,6 +166,7 @@ for round in $(seq 1 "$ROUNDS"); do
   say "round $round of $ROUNDS (load average $(cut -d' ' -f1-3 /proc/loadavg))"
   openssl_speed
   run_bench --mode=bare --seconds="$SECONDS_PER_RUN" --label=bare
+  run_bench --mode=bare --seconds="$SECONDS_PER_RUN" --threads=2 --label=bare-2
   for n in $CLIENT_COUNTS; do
     run_bench "${E2E[@]}" --clients="$n" --label="e2e-$n"
   done
@@ -234,6 +236,9 @@ END {
   printf "|---|---|---|---|---|---|---|\n"
   printf "| `openssl speed ecdsap256`, sign only, 1 core | %.0f signs/s (%s) | %.0f | – | – | – | – |\n", sign, range("openssl", "sign_per_s"), sign
   printf "| bare loop, 1 thread (parse CSR, check signature, IssueLeaf, PEM) | %.0f (%s) | %.0f (%s) | – | – | 1.00 | 1.00 |\n", bare_wall, bare_wall_range, bare_cpu, bare_cpu_range
+  if ("bare-2" in count) {
+    printf "| bare loop, 2 threads in one process (the same, OpenSSL shared) | %.0f (%s) | %.0f (%s) | – | – | %.2f | %.2f |\n", median("bare-2", "per_s"), range("bare-2", "per_s"), median("bare-2", "per_cpu_s"), range("bare-2", "per_cpu_s"), median("bare-2", "per_cpu_s") / bare_cpu, median("bare-2", "per_s") / bare_wall
+  }
   n = split(clients_list, cl, " ")
   for (k = 1; k <= n + 1; k++) {
     if (k <= n) { label = "e2e-" cl[k]; what = sprintf("e2e, %d client%s, persistent mTLS channel each", cl[k], cl[k] == 1 ? "" : "s") }
@@ -280,7 +285,10 @@ What each number includes:
   parse a CSR PEM, verify its signature (one ECDSA verify), read its URI
   SAN, \`CaSigner::IssueLeaf\` (build the X.509-SVID, one ECDSA sign), PEM
   the leaf. 64 keys/CSRs generated before the clock starts; no RPC, no
-  authentication, no log. Per CPU-second from \`getrusage\`.
+  authentication, no log. Per CPU-second from \`getrusage\`. The 1-thread
+  run is the upper bound the target is quoted against; the 2-thread run
+  (\`--threads=2\`) shows what OpenSSL itself loses when two threads of one
+  process issue at once, as the CA's gRPC threads do.
 - **e2e** (\`ca_issue_bench --mode=e2e\`): N client threads, each renewing
   over mTLS in a closed loop against \`meshguard-ca serve\` on 127.0.0.1 with
   a certificate it got beforehand (join token, \`meshguardctl cert
