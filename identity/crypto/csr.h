@@ -53,7 +53,9 @@ class Csr final {
   std::vector<std::string> UriSans() const;
   std::vector<std::string> DnsSans() const;
 
-  // Owned by this Csr.
+  // Owned by this Csr. The request's key is public_key(): with OpenSSL 3 the
+  // request is parsed without decoding its key (csr.cc says why), so
+  // X509_REQ_get_pubkey(req()) does not return it.
   EVP_PKEY* public_key() const { return public_key_.get(); }
   X509_REQ* req() const { return req_.get(); }
 
