@@ -281,6 +281,14 @@ absl::Status CheckIssuableKey(EVP_PKEY* key) {
       const EC_GROUP* group = EcGroupOf(key);
       if (group != nullptr &&
           EC_GROUP_get_curve_name(group) == NID_X9_62_prime256v1) {
+        // OpenSSL maps explicit parameters that match P-256 to the curve
+        // but keeps encoding them explicitly; a leaf for such a key would
+        // carry them. RFC 5480 (and so an X.509-SVID) requires the name.
+        if ((EC_GROUP_get_asn1_flag(group) & OPENSSL_EC_NAMED_CURVE) == 0) {
+          return absl::InvalidArgumentError(
+              "ECDSA P-256 key with explicit curve parameters is not "
+              "accepted: the key must name its curve (prime256v1, RFC 5480)");
+        }
         return absl::OkStatus();
       }
       break;

@@ -17,6 +17,7 @@
 #include "identity/crypto/csr.h"
 #include "identity/crypto/keys.h"
 #include "identity/crypto/spiffe_id.h"
+#include "tests/identity/crypto/testing/test_keys.h"
 #include "tests/integration/ca_fixture.h"
 #include "tests/integration/testing/process.h"
 
@@ -362,6 +363,14 @@ TEST_F(CaAuthTest, MalformedCsrsAreInvalidArgument) {
   absl::StatusOr<crypto::SpiffeId> parsed = crypto::SpiffeId::Parse(id);
   absl::StatusOr<std::string> good = crypto::CreateCsrPem(key.get(), *parsed);
   ASSERT_TRUE(good.ok());
+  // The requested ID and a good signature, but a P-256 key that spells out
+  // its curve instead of naming it (RFC 5480 requires the name).
+  crypto::EvpPkeyPtr explicit_key =
+      crypto::testkeys::GenerateP256WithExplicitParameters();
+  ASSERT_NE(explicit_key, nullptr);
+  absl::StatusOr<std::string> explicit_csr =
+      crypto::CreateCsrPem(explicit_key.get(), *parsed);
+  ASSERT_TRUE(explicit_csr.ok()) << explicit_csr.status();
   struct Case {
     const char* name;
     std::string csr;
@@ -375,6 +384,8 @@ TEST_F(CaAuthTest, MalformedCsrsAreInvalidArgument) {
        "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n"
        "-----END CERTIFICATE REQUEST-----\n",
        "CSR"},
+      {"explicit_curve_parameters", *explicit_csr,
+       "explicit curve parameters is not accepted"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);

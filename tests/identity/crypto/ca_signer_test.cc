@@ -173,6 +173,16 @@ INSTANTIATE_TEST_SUITE_P(
                     },
                     absl::StatusCode::kInvalidArgument,
                     "RSA 1024 is not accepted"},
+#ifndef OPENSSL_IS_BORINGSSL
+        // BoringSSL always names the curve; there is no such key to refuse.
+        RefusalCase{"p256_explicit_parameters_key",
+                    [](LeafRequest& r, EvpPkeyPtr& k) {
+                      k = testkeys::GenerateP256WithExplicitParameters();
+                      r.public_key = k.get();
+                    },
+                    absl::StatusCode::kInvalidArgument,
+                    "explicit curve parameters is not accepted"},
+#endif
         RefusalCase{
             "wrong_trust_domain",
             [](LeafRequest& r, EvpPkeyPtr&) {

@@ -131,6 +131,38 @@ TEST(CsrTest, PublicKeyOffTheCurveIsRefused) {
               HasSubstr("CSR public key cannot be decoded"));
 }
 
+// A P-256 key whose CSR spells out the curve's parameters instead of naming
+// it. RFC 5480 (and so an X.509-SVID) requires the named curve; the CA would
+// otherwise copy the explicit parameters into the leaf it signs.
+TEST(CsrTest, ExplicitCurveParametersAreRefusedByKeyPolicy) {
+  EvpPkeyPtr key = testkeys::GenerateP256WithExplicitParameters();
+  if (key == nullptr) GTEST_SKIP() << "this library always names the curve";
+  X509ReqPtr req(X509_REQ_new());
+  ASSERT_TRUE(X509_REQ_set_version(req.get(), 0));
+  ASSERT_TRUE(X509_REQ_set_pubkey(req.get(), key.get()));
+  ASSERT_GT(X509_REQ_sign(req.get(), key.get(), EVP_sha256()), 0);
+  unsigned char* der_raw = nullptr;
+  const int der_len = i2d_X509_REQ(req.get(), &der_raw);
+  ASSERT_GT(der_len, 0);
+  OpensslBytes der(der_raw);
+  const std::string der_bytes(reinterpret_cast<const char*>(der.get()),
+                              static_cast<size_t>(der_len));
+  // The prime of P-256 appears in the request only if the parameters are
+  // spelled out (a named curve is just its OID).
+  ASSERT_NE(der_bytes.find(std::string("\xff\xff\xff\xff\x00\x00\x00\x01", 8)),
+            std::string::npos);
+  absl::StatusOr<Csr> csr =
+      Csr::ParsePem(WritePemBlock("CERTIFICATE REQUEST", der_bytes).value());
+  if (!csr.ok()) {
+    // A library that refuses explicit parameters outright is just as good.
+    EXPECT_EQ(csr.status().code(), absl::StatusCode::kInvalidArgument);
+    return;
+  }
+  absl::Status s = CheckIssuableKey(csr->public_key());
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("explicit curve parameters"));
+}
+
 // Keys of a type the CA does not certify still parse (the generic decoder),
 // so the refusal can name the key type.
 TEST(CsrTest, Ed25519KeyParsesButKeyPolicyRefuses) {

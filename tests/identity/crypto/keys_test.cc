@@ -98,6 +98,16 @@ INSTANTIATE_TEST_SUITE_P(
         PolicyCase{"rsa2048", KeyKind::kRsa2048, "RSA 2048", true, ""}),
     [](const auto& info) { return info.param.name; });
 
+TEST(KeyPolicyTest, P256WithExplicitCurveParametersIsRefused) {
+  EvpPkeyPtr key = testkeys::GenerateP256WithExplicitParameters();
+  if (key == nullptr) GTEST_SKIP() << "this library always names the curve";
+  EXPECT_EQ(DescribeKey(key.get()), "ECDSA P-256");
+  absl::Status s = CheckIssuableKey(key.get());
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("explicit curve parameters is not accepted"));
+}
+
 // --- Bad PEM first --------------------------------------------------------
 
 struct BadPemCase {

@@ -1,5 +1,9 @@
 #include "tests/identity/crypto/testing/test_keys.h"
 
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/obj_mac.h>
+
 namespace meshguard::crypto::testkeys {
 
 EvpPkeyPtr GenerateEc(int nid) {
@@ -22,6 +26,22 @@ EvpPkeyPtr GenerateRsa(int bits) {
     return nullptr;
   }
   return EvpPkeyPtr(raw);
+}
+
+EvpPkeyPtr GenerateP256WithExplicitParameters() {
+#ifdef OPENSSL_IS_BORINGSSL
+  return nullptr;
+#else
+  EcKeyPtr ec(EC_KEY_new_by_curve_name(NID_X9_62_prime256v1));
+  EvpPkeyPtr key(EVP_PKEY_new());
+  if (ec == nullptr || key == nullptr || EC_KEY_generate_key(ec.get()) != 1) {
+    return nullptr;
+  }
+  EC_KEY_set_asn1_flag(ec.get(), OPENSSL_EC_EXPLICIT_CURVE);
+  if (EVP_PKEY_assign_EC_KEY(key.get(), ec.get()) != 1) return nullptr;
+  ec.release();  // Now owned by `key`.
+  return key;
+#endif
 }
 
 }  // namespace meshguard::crypto::testkeys

@@ -14,6 +14,11 @@ EvpPkeyPtr GenerateEc(int nid);
 // An RSA key of `bits`; nullptr on failure.
 EvpPkeyPtr GenerateRsa(int bits);
 
+// A P-256 key (legacy EC_KEY) that encodes its curve as explicit parameters
+// instead of the curve's name, as RFC 5480 forbids. nullptr where the library
+// always encodes the name (BoringSSL).
+EvpPkeyPtr GenerateP256WithExplicitParameters();
+
 }  // namespace meshguard::crypto::testkeys
 
 #endif  // MESHGUARD_TESTS_IDENTITY_CRYPTO_TESTING_TEST_KEYS_H_
