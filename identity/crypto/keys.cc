@@ -1,7 +1,9 @@
 #include "identity/crypto/keys.h"
 
+#include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/rsa.h>
 
 #include <cstdint>
 #include <cstring>
@@ -293,9 +295,29 @@ absl::Status CheckIssuableKey(EVP_PKEY* key) {
       }
       break;
     }
-    case EVP_PKEY_RSA:
-      if (EVP_PKEY_bits(key) >= 2048) return absl::OkStatus();
-      break;
+    case EVP_PKEY_RSA: {
+      if (EVP_PKEY_bits(key) < 2048) break;
+      // CA/Browser Forum Baseline Requirements 6.1.6: an odd exponent,
+      // and (a SHOULD there, a must here) at least 2^16 + 1 and below
+      // 2^256. With e = 1 a "signature" is the padded hash itself, so the
+      // CSR's proof of possession would prove nothing.
+      const RSA* rsa = EVP_PKEY_get0_RSA(key);
+      const BIGNUM* e = nullptr;
+      if (rsa != nullptr) RSA_get0_key(rsa, nullptr, &e, nullptr);
+      if (e == nullptr) {
+        return absl::InvalidArgumentError("RSA key without a public exponent");
+      }
+      if (!BN_is_odd(e) || BN_num_bits(e) < 17 || BN_num_bits(e) > 256) {
+        const std::string value =
+            BN_num_bits(e) <= 64 ? absl::StrCat(BN_get_word(e))
+                                 : absl::StrCat("of ", BN_num_bits(e), " bits");
+        return absl::InvalidArgumentError(absl::StrCat(
+            "RSA public exponent ", value,
+            " is not accepted: it must be odd, at least 65537 and below "
+            "2^256"));
+      }
+      return absl::OkStatus();
+    }
     default:
       break;
   }

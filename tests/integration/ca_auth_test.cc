@@ -371,6 +371,14 @@ TEST_F(CaAuthTest, MalformedCsrsAreInvalidArgument) {
   absl::StatusOr<std::string> explicit_csr =
       crypto::CreateCsrPem(explicit_key.get(), *parsed);
   ASSERT_TRUE(explicit_csr.ok()) << explicit_csr.status();
+  // RSA 2048 with public exponent 3 (the Baseline Requirements' floor is
+  // 65537).
+  crypto::EvpPkeyPtr e3_key =
+      crypto::testkeys::GenerateRsaWithExponent(2048, 3);
+  ASSERT_NE(e3_key, nullptr);
+  absl::StatusOr<std::string> e3_csr =
+      crypto::CreateCsrPem(e3_key.get(), *parsed);
+  ASSERT_TRUE(e3_csr.ok()) << e3_csr.status();
   struct Case {
     const char* name;
     std::string csr;
@@ -386,6 +394,7 @@ TEST_F(CaAuthTest, MalformedCsrsAreInvalidArgument) {
        "CSR"},
       {"explicit_curve_parameters", *explicit_csr,
        "explicit curve parameters is not accepted"},
+      {"rsa_exponent_3", *e3_csr, "RSA public exponent 3 is not accepted"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);

@@ -2,8 +2,11 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <openssl/bn.h>
 #include <openssl/err.h>
+#include <openssl/rsa.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -106,6 +109,52 @@ TEST(KeyPolicyTest, P256WithExplicitCurveParametersIsRefused) {
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(s.message()),
               HasSubstr("explicit curve parameters is not accepted"));
+}
+
+// A 2048-bit RSA public key with exponent `e`, built from a real modulus:
+// key generation refuses e = 1 and even exponents, a client's CSR need not.
+EvpPkeyPtr RsaPublicKeyWithExponent(uint64_t e) {
+  EvpPkeyPtr real = GenerateRsa(2048);
+  if (real == nullptr) return nullptr;
+  const RSA* real_rsa = EVP_PKEY_get0_RSA(real.get());
+  const BIGNUM* n = nullptr;
+  RSA_get0_key(real_rsa, &n, nullptr, nullptr);
+  RsaPtr rsa(RSA_new());
+  BIGNUM* n_copy = BN_dup(n);
+  BIGNUM* e_bn = BN_new();
+  if (rsa == nullptr || n_copy == nullptr || e_bn == nullptr ||
+      !BN_set_word(e_bn, static_cast<BN_ULONG>(e)) ||
+      !RSA_set0_key(rsa.get(), n_copy, e_bn, nullptr)) {
+    BN_free(n_copy);
+    BN_free(e_bn);
+    return nullptr;
+  }
+  EvpPkeyPtr key(EVP_PKEY_new());
+  if (key == nullptr || !EVP_PKEY_assign_RSA(key.get(), rsa.get())) {
+    return nullptr;
+  }
+  rsa.release();  // Now owned by `key`.
+  return key;
+}
+
+// CA/Browser Forum Baseline Requirements 6.1.6: the exponent is odd, and
+// should be at least 2^16 + 1. e = 1 makes every "signature" the padded
+// hash itself, so proof of possession would prove nothing.
+TEST(KeyPolicyTest, RsaExponentMustBeOddAndAtLeast65537) {
+  for (uint64_t e : {uint64_t{1}, uint64_t{3}, uint64_t{65538}}) {
+    SCOPED_TRACE(e);
+    EvpPkeyPtr key = RsaPublicKeyWithExponent(e);
+    ASSERT_NE(key, nullptr);
+    EXPECT_EQ(DescribeKey(key.get()), "RSA 2048");
+    absl::Status s = CheckIssuableKey(key.get());
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(
+        std::string(s.message()),
+        HasSubstr(absl::StrCat("RSA public exponent ", e, " is not accepted")));
+  }
+  EvpPkeyPtr f4 = RsaPublicKeyWithExponent(65537);
+  ASSERT_NE(f4, nullptr);
+  EXPECT_TRUE(CheckIssuableKey(f4.get()).ok());
 }
 
 // --- Bad PEM first --------------------------------------------------------

@@ -1,8 +1,10 @@
 #include "tests/identity/crypto/testing/test_keys.h"
 
+#include <openssl/bn.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/obj_mac.h>
+#include <openssl/rsa.h>
 
 namespace meshguard::crypto::testkeys {
 
@@ -25,6 +27,25 @@ EvpPkeyPtr GenerateRsa(int bits) {
       EVP_PKEY_keygen(ctx.get(), &raw) <= 0) {
     return nullptr;
   }
+  return EvpPkeyPtr(raw);
+}
+
+EvpPkeyPtr GenerateRsaWithExponent(int bits, unsigned long e) {
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_id(EVP_PKEY_RSA, nullptr));
+  BIGNUM* exponent = BN_new();
+  EVP_PKEY* raw = nullptr;
+  bool ok = ctx != nullptr && exponent != nullptr && BN_set_word(exponent, e) &&
+            EVP_PKEY_keygen_init(ctx.get()) > 0 &&
+            EVP_PKEY_CTX_set_rsa_keygen_bits(ctx.get(), bits) > 0;
+#ifdef OPENSSL_IS_BORINGSSL
+  // BoringSSL takes ownership of the exponent.
+  ok = ok && EVP_PKEY_CTX_set_rsa_keygen_pubexp(ctx.get(), exponent) > 0;
+  if (ok) exponent = nullptr;
+#else
+  ok = ok && EVP_PKEY_CTX_set1_rsa_keygen_pubexp(ctx.get(), exponent) > 0;
+#endif
+  BN_free(exponent);
+  if (!ok || EVP_PKEY_keygen(ctx.get(), &raw) <= 0) return nullptr;
   return EvpPkeyPtr(raw);
 }
 

@@ -14,6 +14,10 @@ EvpPkeyPtr GenerateEc(int nid);
 // An RSA key of `bits`; nullptr on failure.
 EvpPkeyPtr GenerateRsa(int bits);
 
+// An RSA key of `bits` with public exponent `e` (odd, >= 3); nullptr on
+// failure.
+EvpPkeyPtr GenerateRsaWithExponent(int bits, unsigned long e);
+
 // A P-256 key (legacy EC_KEY) that encodes its curve as explicit parameters
 // instead of the curve's name, as RFC 5480 forbids. nullptr where the library
 // always encodes the name (BoringSSL).
