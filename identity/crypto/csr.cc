@@ -1,5 +1,6 @@
 #include "identity/crypto/csr.h"
 
+#include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/opensslv.h>
 #include <openssl/pem.h>
@@ -113,9 +114,17 @@ EvpPkeyPtr DecodeReqPublicKey(X509_REQ* req) {
   switch (OBJ_obj2nid(algorithm)) {
     case NID_X9_62_id_ecPublicKey: {
       EcKeyPtr ec(d2i_EC_PUBKEY(nullptr, &q, raw_len));
-      if (ec == nullptr || !EVP_PKEY_assign_EC_KEY(key.get(), ec.get())) {
+      if (ec == nullptr) return nullptr;
+      // The legacy decoder accepts the point at infinity (one 0x00 octet);
+      // the provider's, which this replaces, refused it. So do we.
+      const EC_POINT* point = EC_KEY_get0_public_key(ec.get());
+      if (point == nullptr ||
+          EC_POINT_is_at_infinity(EC_KEY_get0_group(ec.get()), point) == 1) {
+        ERR_raise_data(ERR_LIB_EC, EC_R_POINT_AT_INFINITY,
+                       "public key is the point at infinity");
         return nullptr;
       }
+      if (!EVP_PKEY_assign_EC_KEY(key.get(), ec.get())) return nullptr;
       ec.release();  // Now owned by `key`.
       return key;
     }

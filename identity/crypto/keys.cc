@@ -1,6 +1,7 @@
 #include "identity/crypto/keys.h"
 
 #include <openssl/bn.h>
+#include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
@@ -290,6 +291,17 @@ absl::Status CheckIssuableKey(EVP_PKEY* key) {
           return absl::InvalidArgumentError(
               "ECDSA P-256 key with explicit curve parameters is not "
               "accepted: the key must name its curve (prime256v1, RFC 5480)");
+        }
+        // Decoding accepts the point at infinity (one 0x00 octet), and
+        // ECDSA verification with it accepts signatures anyone can make:
+        // both the CSR's proof of possession and the certificate would be
+        // worthless. (Decoding has already checked that any other point is
+        // on the curve; P-256's cofactor is 1, so that is the whole check.)
+        const EC_POINT* point =
+            EC_KEY_get0_public_key(EVP_PKEY_get0_EC_KEY(key));
+        if (point == nullptr || EC_POINT_is_at_infinity(group, point) == 1) {
+          return absl::InvalidArgumentError(
+              "ECDSA P-256 public key is the point at infinity");
         }
         return absl::OkStatus();
       }

@@ -2,9 +2,15 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <openssl/bn.h>
+#include <openssl/ec.h>
+#include <openssl/ecdsa.h>
 #include <openssl/pem.h>
+#include <openssl/sha.h>
 
 #include <atomic>
+#include <cstdio>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -130,6 +136,98 @@ TEST(CsrTest, PublicKeyOffTheCurveIsRefused) {
   EXPECT_THAT(std::string(csr.status().message()),
               HasSubstr("CSR public key cannot be decoded"));
 }
+
+#ifndef OPENSSL_IS_BORINGSSL
+struct X509AlgorFree {
+  void operator()(X509_ALGOR* a) const { X509_ALGOR_free(a); }
+};
+using X509AlgorPtr = std::unique_ptr<X509_ALGOR, X509AlgorFree>;
+struct EcdsaSigFree {
+  void operator()(ECDSA_SIG* s) const { ECDSA_SIG_free(s); }
+};
+using EcdsaSigPtr = std::unique_ptr<ECDSA_SIG, EcdsaSigFree>;
+
+// An attacker's CSR for the point at infinity: nobody holds its private key,
+// yet a signature can be computed from public values alone (u1 = k, so
+// u1*G + u2*Q = k*G whatever u2 is). The CA must not certify the key.
+TEST(CsrTest, PointAtInfinityKeyIsNeverIssuable) {
+  EcKeyPtr ec(EC_KEY_new_by_curve_name(NID_X9_62_prime256v1));
+  ASSERT_NE(ec, nullptr);
+  const unsigned char infinity[] = {0x00};
+  const unsigned char* in = infinity;
+  EC_KEY* raw_ec = ec.get();
+  ASSERT_NE(o2i_ECPublicKey(&raw_ec, &in, sizeof(infinity)), nullptr);
+  const EC_GROUP* group = EC_KEY_get0_group(ec.get());
+
+  // OpenSSL will not encode such a key itself, so the attacker writes the
+  // SubjectPublicKeyInfo by hand: id-ecPublicKey, prime256v1, one 0x00.
+  X509ReqPtr req(X509_REQ_new());
+  ASSERT_TRUE(X509_REQ_set_version(req.get(), 0));
+  auto* point = static_cast<unsigned char*>(OPENSSL_malloc(1));
+  ASSERT_NE(point, nullptr);
+  point[0] = 0x00;
+  ASSERT_TRUE(X509_PUBKEY_set0_param(
+      X509_REQ_get_X509_PUBKEY(req.get()),
+      OBJ_nid2obj(NID_X9_62_id_ecPublicKey), V_ASN1_OBJECT,
+      OBJ_nid2obj(NID_X9_62_prime256v1), point, 1));
+  X509AlgorPtr alg(X509_ALGOR_new());
+  ASSERT_TRUE(X509_ALGOR_set0(alg.get(), OBJ_nid2obj(NID_ecdsa_with_SHA256),
+                              V_ASN1_UNDEF, nullptr));
+  ASSERT_TRUE(X509_REQ_set1_signature_algo(req.get(), alg.get()));
+  unsigned char* tbs_raw = nullptr;
+  const int tbs_len = i2d_re_X509_REQ_tbs(req.get(), &tbs_raw);
+  ASSERT_GT(tbs_len, 0);
+  OpensslBytes tbs(tbs_raw);
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(tbs.get(), static_cast<size_t>(tbs_len), digest);
+
+  // r = x(k*G) mod n, s = e/k mod n.
+  BnCtxPtr bn_ctx(BN_CTX_new());
+  BignumPtr order(BN_new()), k(BN_new()),
+      e(BN_bin2bn(digest, sizeof(digest), nullptr));
+  BignumPtr x(BN_new()), r(BN_new()), s(BN_new()), k_inv(BN_new());
+  EcPointPtr big_r(EC_POINT_new(group));
+  ASSERT_TRUE(EC_GROUP_get_order(group, order.get(), bn_ctx.get()));
+  ASSERT_TRUE(BN_rand_range(k.get(), order.get()));
+  ASSERT_TRUE(EC_POINT_mul(group, big_r.get(), k.get(), nullptr, nullptr,
+                           bn_ctx.get()));
+  ASSERT_TRUE(EC_POINT_get_affine_coordinates(group, big_r.get(), x.get(),
+                                              nullptr, bn_ctx.get()));
+  ASSERT_TRUE(BN_nnmod(r.get(), x.get(), order.get(), bn_ctx.get()));
+  ASSERT_NE(BN_mod_inverse(k_inv.get(), k.get(), order.get(), bn_ctx.get()),
+            nullptr);
+  ASSERT_TRUE(
+      BN_mod_mul(s.get(), e.get(), k_inv.get(), order.get(), bn_ctx.get()));
+  EcdsaSigPtr sig(ECDSA_SIG_new());
+  ASSERT_TRUE(ECDSA_SIG_set0(sig.get(), r.release(), s.release()));
+  unsigned char* sig_der = nullptr;
+  const int sig_len = i2d_ECDSA_SIG(sig.get(), &sig_der);
+  ASSERT_GT(sig_len, 0);
+  OpensslBytes sig_bytes(sig_der);
+  ASN1_BIT_STRING* bits = ASN1_BIT_STRING_new();
+  ASSERT_NE(bits, nullptr);
+  ASSERT_TRUE(ASN1_BIT_STRING_set(bits, sig_bytes.get(), sig_len));
+  X509_REQ_set0_signature(req.get(), bits);  // takes `bits`
+
+  unsigned char* der_raw = nullptr;
+  const int der_len = i2d_X509_REQ(req.get(), &der_raw);
+  ASSERT_GT(der_len, 0);
+  OpensslBytes der(der_raw);
+  absl::StatusOr<Csr> csr = Csr::ParsePem(
+      WritePemBlock("CERTIFICATE REQUEST",
+                    std::string(reinterpret_cast<const char*>(der.get()),
+                                static_cast<size_t>(der_len)))
+          .value());
+  // Refused as it is read, as OpenSSL's own decoder refused it before the
+  // parse went around the decoder (keys_test checks the key policy too).
+  ASSERT_FALSE(csr.ok());
+  EXPECT_EQ(csr.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(csr.status().message()),
+              HasSubstr("CSR public key cannot be decoded"));
+  EXPECT_THAT(std::string(csr.status().message()),
+              HasSubstr("point at infinity"));
+}
+#endif
 
 // A P-256 key whose CSR spells out the curve's parameters instead of naming
 // it. RFC 5480 (and so an X.509-SVID) requires the named curve; the CA would

@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <openssl/bn.h>
+#include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/rsa.h>
 
@@ -155,6 +156,30 @@ TEST(KeyPolicyTest, RsaExponentMustBeOddAndAtLeast65537) {
   EvpPkeyPtr f4 = RsaPublicKeyWithExponent(65537);
   ASSERT_NE(f4, nullptr);
   EXPECT_TRUE(CheckIssuableKey(f4.get()).ok());
+}
+
+// The point at infinity decodes (a single 0x00 octet) and passes an
+// on-curve check, but ECDSA verification with it accepts signatures anyone
+// can compute: a certificate for it would let anyone act as its holder.
+TEST(KeyPolicyTest, P256PointAtInfinityIsRefused) {
+  EcKeyPtr ec(EC_KEY_new_by_curve_name(NID_X9_62_prime256v1));
+  ASSERT_NE(ec, nullptr);
+  const unsigned char infinity[] = {0x00};
+  const unsigned char* p = infinity;
+  EC_KEY* raw_ec = ec.get();
+  if (o2i_ECPublicKey(&raw_ec, &p, sizeof(infinity)) == nullptr) {
+    GTEST_SKIP() << "this library does not decode the point at infinity";
+  }
+  ASSERT_EQ(EC_POINT_is_at_infinity(EC_KEY_get0_group(ec.get()),
+                                    EC_KEY_get0_public_key(ec.get())),
+            1);
+  EvpPkeyPtr key(EVP_PKEY_new());
+  ASSERT_NE(key, nullptr);
+  ASSERT_EQ(EVP_PKEY_assign_EC_KEY(key.get(), ec.get()), 1);
+  ec.release();  // Now owned by `key`.
+  absl::Status s = CheckIssuableKey(key.get());
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("point at infinity"));
 }
 
 // --- Bad PEM first --------------------------------------------------------
