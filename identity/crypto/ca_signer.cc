@@ -188,18 +188,31 @@ absl::Status AddSubjectAltNames(X509* cert, GENERAL_NAMES* names,
   return AddExtension(cert, NID_subject_alt_name, names, critical);
 }
 
-// Puts `key` into a leaf's subjectPublicKeyInfo. OpenSSL 3's X509_set_pubkey
-// encodes a provider key (what parsing a CSR gives) with an OSSL_ENCODER and
-// decodes the DER again with an OSSL_DECODER, both looked up among the
-// providers afresh on every call: that round trip was 40 % of issuing a leaf.
-// The same key as a legacy EC_KEY, which OpenSSL derives once per key and
-// caches (CheckIssuableKey has already asked for it), is encoded directly.
-// The certificate then holds that EVP_PKEY, so X509_get0_pubkey works as
-// before. BoringSSL has no such round trip.
+// Puts `key` into a leaf's subjectPublicKeyInfo. An EC key goes in through
+// its legacy EC_KEY, for two reasons:
+// - OpenSSL 3's X509_set_pubkey encodes a provider key with an OSSL_ENCODER
+//   and decodes the DER again with an OSSL_DECODER, both looked up among the
+//   providers afresh on every call (that round trip was 40 % of issuing a
+//   leaf); the legacy EC_KEY, which OpenSSL derives once per key and caches
+//   (CheckIssuableKey has already asked for it, and a CSR's key is one
+//   already), is encoded directly.
+// - The point is always written uncompressed. A key decoded from a
+//   compressed point (a CSR may carry one) keeps that form and would be
+//   written back the same way, and RFC 5480 requires verifiers to read only
+//   the uncompressed form (Go's crypto/x509 reads no other). Such a key is
+//   copied rather than changed under its owner.
+// The certificate then holds an EVP_PKEY of the same key, so
+// X509_get0_pubkey works as before.
 absl::Status SetPublicKey(X509* cert, EVP_PKEY* key, absl::string_view id) {
-#if !defined(OPENSSL_IS_BORINGSSL) && OPENSSL_VERSION_MAJOR >= 3
   if (EVP_PKEY_id(key) == EVP_PKEY_EC) {
     EcKeyPtr ec(EVP_PKEY_get1_EC_KEY(key));
+    if (ec != nullptr &&
+        EC_KEY_get_conv_form(ec.get()) != POINT_CONVERSION_UNCOMPRESSED) {
+      ec.reset(EC_KEY_dup(ec.get()));
+      if (ec != nullptr) {
+        EC_KEY_set_conv_form(ec.get(), POINT_CONVERSION_UNCOMPRESSED);
+      }
+    }
     EvpPkeyPtr legacy(EVP_PKEY_new());
     if (ec == nullptr || legacy == nullptr ||
         !EVP_PKEY_assign_EC_KEY(legacy.get(), ec.get())) {
@@ -211,7 +224,6 @@ absl::Status SetPublicKey(X509* cert, EVP_PKEY* key, absl::string_view id) {
     }
     return absl::OkStatus();
   }
-#endif
   if (!X509_set_pubkey(cert, key)) {
     return SslError(absl::StrCat("cannot set the public key for ", id));
   }

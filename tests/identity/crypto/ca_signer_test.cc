@@ -2,6 +2,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <openssl/ec.h>
 #include <openssl/err.h>
 
 #include <set>
@@ -414,6 +415,41 @@ TEST_F(CaSignerTest, RsaLeafAlsoGetsKeyEncipherment) {
   EXPECT_TRUE(ASN1_BIT_STRING_get_bit(ku.get(), 0));
   EXPECT_TRUE(ASN1_BIT_STRING_get_bit(ku.get(), 2));
   EXPECT_FALSE(ASN1_BIT_STRING_get_bit(ku.get(), 5));
+}
+
+// A CSR may carry its point compressed (0x02/0x03 and X); the leaf always
+// carries it uncompressed (0x04, X, Y), the one form RFC 5480 requires every
+// verifier to read (Go's crypto/x509, for one, reads no other).
+TEST_F(CaSignerTest, LeafCarriesTheEcPointUncompressed) {
+  EcKeyPtr ec(EVP_PKEY_get1_EC_KEY(leaf_key_.get()));
+  ASSERT_NE(ec, nullptr);
+  unsigned char* compressed = nullptr;
+  const size_t compressed_len = EC_KEY_key2buf(
+      ec.get(), POINT_CONVERSION_COMPRESSED, &compressed, nullptr);
+  ASSERT_EQ(compressed_len, 33u);
+  OpensslBytes compressed_owner(compressed);
+  // The key as the CA gets it from such a CSR: decoded from 33 octets.
+  EcKeyPtr from_csr(EC_KEY_new_by_curve_name(NID_X9_62_prime256v1));
+  EC_KEY* raw = from_csr.get();
+  const unsigned char* in = compressed;
+  ASSERT_NE(o2i_ECPublicKey(&raw, &in, static_cast<long>(compressed_len)),
+            nullptr);
+  EvpPkeyPtr key(EVP_PKEY_new());
+  ASSERT_EQ(EVP_PKEY_assign_EC_KEY(key.get(), from_csr.get()), 1);
+  from_csr.release();  // Now owned by `key`.
+
+  LeafRequest request = Request();
+  request.public_key = key.get();
+  absl::StatusOr<X509Ptr> leaf = signer_->IssueLeaf(request);
+  ASSERT_TRUE(leaf.ok()) << leaf.status();
+  const unsigned char* point = nullptr;
+  int point_len = 0;
+  ASSERT_TRUE(X509_PUBKEY_get0_param(nullptr, &point, &point_len, nullptr,
+                                     X509_get_X509_PUBKEY(leaf->get())));
+  ASSERT_EQ(point_len, 65);
+  EXPECT_EQ(point[0], 0x04);
+  EvpPkeyPtr leaf_key(X509_get_pubkey(leaf->get()));
+  EXPECT_TRUE(PublicKeysEqual(leaf_key.get(), leaf_key_.get()));
 }
 
 TEST_F(CaSignerTest, ServingCertificateGetsDnsAndIpSans) {
