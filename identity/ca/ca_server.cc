@@ -624,15 +624,17 @@ class CertificateAuthorityImpl final
                     grpc::StatusCode::INVALID_ARGUMENT,
                     absl::StrCat("CSR: ", csr.status().message()));
     }
-    if (absl::Status s = csr->CheckSignature(); !s.ok()) {
-      return Refuse(state_, caller.auth_method, "bad_csr_signature", requester,
-                    grpc::StatusCode::INVALID_ARGUMENT,
-                    absl::StrCat("CSR signature: ", s.message()));
-    }
+    // The key first: it is cheaper than a signature check and, for a key
+    // the CA never certifies, the more useful refusal.
     if (absl::Status s = crypto::CheckIssuableKey(csr->public_key()); !s.ok()) {
       return Refuse(state_, caller.auth_method, "bad_csr_key", requester,
                     grpc::StatusCode::INVALID_ARGUMENT,
                     absl::StrCat("CSR key: ", s.message()));
+    }
+    if (absl::Status s = csr->CheckSignature(); !s.ok()) {
+      return Refuse(state_, caller.auth_method, "bad_csr_signature", requester,
+                    grpc::StatusCode::INVALID_ARGUMENT,
+                    absl::StrCat("CSR signature: ", s.message()));
     }
     std::vector<std::string> uris = csr->UriSans();
     if (uris.size() > 1) {

@@ -9,6 +9,7 @@
 #include <openssl/provider.h>
 #endif
 
+#include <cstdio>
 #include <string>
 #include <utility>
 #include <vector>
@@ -197,6 +198,36 @@ absl::StatusOr<Csr> Csr::ParsePem(absl::string_view pem) {
 }
 
 absl::Status Csr::CheckSignature() const {
+  // The SHA-2 family only: a signature over SHA-1 (or MD5, which OpenSSL
+  // still verifies) proves too little. RSA-PSS requests are refused too;
+  // the client library signs with PKCS#1 v1.5 or ECDSA over SHA-256.
+  const ASN1_BIT_STRING* signature = nullptr;
+  const X509_ALGOR* algorithm = nullptr;
+  X509_REQ_get0_signature(req_.get(), &signature, &algorithm);
+  const ASN1_OBJECT* oid = nullptr;
+  if (algorithm != nullptr) X509_ALGOR_get0(&oid, nullptr, nullptr, algorithm);
+  const int nid = oid == nullptr ? NID_undef : OBJ_obj2nid(oid);
+  switch (nid) {
+    case NID_ecdsa_with_SHA256:
+    case NID_ecdsa_with_SHA384:
+    case NID_ecdsa_with_SHA512:
+    case NID_sha256WithRSAEncryption:
+    case NID_sha384WithRSAEncryption:
+    case NID_sha512WithRSAEncryption:
+      break;
+    default: {
+      char text[128] = "unknown";
+      if (nid != NID_undef) {
+        snprintf(text, sizeof(text), "%s", OBJ_nid2ln(nid));
+      } else if (oid != nullptr) {
+        OBJ_obj2txt(text, sizeof(text), oid, 1);
+      }
+      return absl::InvalidArgumentError(absl::StrCat(
+          "CSR signature algorithm ", text,
+          " is not accepted: the CA takes ECDSA or RSA (PKCS#1 v1.5) "
+          "signatures over SHA-256, SHA-384 or SHA-512"));
+    }
+  }
   ERR_clear_error();
   if (X509_REQ_verify(req_.get(), public_key_.get()) != 1) {
     return absl::InvalidArgumentError(absl::StrCat(

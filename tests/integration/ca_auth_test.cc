@@ -395,6 +395,8 @@ TEST_F(CaAuthTest, MalformedCsrsAreInvalidArgument) {
       {"explicit_curve_parameters", *explicit_csr,
        "explicit curve parameters is not accepted"},
       {"rsa_exponent_3", *e3_csr, "RSA public exponent 3 is not accepted"},
+      {"sha1_signature", CsrWithUri(key.get(), id, EVP_sha1()),
+       "signature algorithm ecdsa-with-SHA1 is not accepted"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);

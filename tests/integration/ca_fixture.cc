@@ -317,7 +317,8 @@ std::string MintUnsignedToken(const std::string& kid,
 
 crypto::EvpPkeyPtr NewKey() { return crypto::EvpPkeyPtr(EVP_EC_gen("P-256")); }
 
-std::string CsrWithUri(EVP_PKEY* key, const std::string& uri) {
+std::string CsrWithUri(EVP_PKEY* key, const std::string& uri,
+                       const EVP_MD* md) {
   crypto::X509ReqPtr req(X509_REQ_new());
   X509_REQ_set_version(req.get(), 0);
   X509_REQ_set_pubkey(req.get(), key);
@@ -333,7 +334,7 @@ std::string CsrWithUri(EVP_PKEY* key, const std::string& uri) {
   sk_X509_EXTENSION_push(extensions, san);
   X509_REQ_add_extensions(req.get(), extensions);
   sk_X509_EXTENSION_pop_free(extensions, X509_EXTENSION_free);
-  X509_REQ_sign(req.get(), key, EVP_sha256());
+  X509_REQ_sign(req.get(), key, md != nullptr ? md : EVP_sha256());
   crypto::BioPtr bio(BIO_new(BIO_s_mem()));
   PEM_write_bio_X509_REQ(bio.get(), req.get());
   char* data = nullptr;

@@ -145,8 +145,10 @@ std::string MintUnsignedToken(const std::string& kid,
 
 // A P-256 key and its PKCS#8 PEM.
 crypto::EvpPkeyPtr NewKey();
-// A CSR for `key` whose only URI SAN is `uri` (any string, SPIFFE or not).
-std::string CsrWithUri(EVP_PKEY* key, const std::string& uri);
+// A CSR for `key` whose only URI SAN is `uri` (any string, SPIFFE or not),
+// signed over `md` (SHA-256 unless given).
+std::string CsrWithUri(EVP_PKEY* key, const std::string& uri,
+                       const EVP_MD* md = nullptr);
 // `csr_pem` with one bit of its signature flipped.
 std::string BreakCsrSignature(const std::string& csr_pem);
 

@@ -262,7 +262,8 @@ TEST(CsrTest, ExplicitCurveParametersAreRefusedByKeyPolicy) {
 }
 
 // Keys of a type the CA does not certify still parse (the generic decoder),
-// so the refusal can name the key type.
+// so the refusal can name the key type (the CA checks the key before the
+// signature).
 TEST(CsrTest, Ed25519KeyParsesButKeyPolicyRefuses) {
   EvpPkeyCtxPtr kctx(EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, nullptr));
   ASSERT_NE(kctx, nullptr);
@@ -284,7 +285,9 @@ TEST(CsrTest, Ed25519KeyParsesButKeyPolicyRefuses) {
                                 static_cast<size_t>(der_len)))
           .value());
   ASSERT_TRUE(csr.ok()) << csr.status();
-  EXPECT_TRUE(csr->CheckSignature().ok());
+  // Its signature algorithm is not one the CA takes either.
+  EXPECT_THAT(std::string(csr->CheckSignature().message()),
+              HasSubstr("CSR signature algorithm ED25519 is not accepted"));
   EXPECT_TRUE(PublicKeysEqual(csr->public_key(), key.get()));
   absl::Status s = CheckIssuableKey(csr->public_key());
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
@@ -335,6 +338,44 @@ TEST(CsrTest, TamperedSignatureIsRefused) {
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(s.message()),
               HasSubstr("CSR signature does not verify"));
+}
+
+// A signature over SHA-1 proves little (and MD5 nothing); the CA takes the
+// SHA-2 family only, and says which algorithm it refused.
+TEST(CsrTest, WeakSignatureDigestsAreRefused) {
+  struct Case {
+    const char* name;
+    EvpPkeyPtr key;
+    const EVP_MD* md;
+    const char* algorithm;
+  };
+  Case cases[] = {
+      {"ecdsa_sha1", P256(), EVP_sha1(), "ecdsa-with-SHA1"},
+      {"rsa_sha1", GenerateRsa(2048), EVP_sha1(), "sha1WithRSAEncryption"},
+  };
+  for (Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    ASSERT_NE(c.key, nullptr);
+    X509ReqPtr req(X509_REQ_new());
+    ASSERT_TRUE(X509_REQ_set_version(req.get(), 0));
+    ASSERT_TRUE(X509_REQ_set_pubkey(req.get(), c.key.get()));
+    ASSERT_GT(X509_REQ_sign(req.get(), c.key.get(), c.md), 0);
+    unsigned char* der_raw = nullptr;
+    const int der_len = i2d_X509_REQ(req.get(), &der_raw);
+    ASSERT_GT(der_len, 0);
+    OpensslBytes der(der_raw);
+    absl::StatusOr<Csr> csr = Csr::ParsePem(
+        WritePemBlock("CERTIFICATE REQUEST",
+                      std::string(reinterpret_cast<const char*>(der.get()),
+                                  static_cast<size_t>(der_len)))
+            .value());
+    ASSERT_TRUE(csr.ok()) << csr.status();
+    absl::Status s = csr->CheckSignature();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(s.message()),
+                HasSubstr(absl::StrCat("CSR signature algorithm ", c.algorithm,
+                                       " is not accepted")));
+  }
 }
 
 TEST(CsrTest, TamperedContentIsRefused) {
