@@ -9,7 +9,6 @@
 #include <openssl/provider.h>
 #endif
 
-#include <cstdio>
 #include <string>
 #include <utility>
 #include <vector>
@@ -110,8 +109,6 @@ EvpPkeyPtr DecodeReqPublicKey(X509_REQ* req) {
   OpensslBytes der(raw);
   if (raw_len <= 0) return nullptr;
   const unsigned char* q = der.get();
-  EvpPkeyPtr key(EVP_PKEY_new());
-  if (key == nullptr) return nullptr;
   switch (OBJ_obj2nid(algorithm)) {
     case NID_X9_62_id_ecPublicKey: {
       EcKeyPtr ec(d2i_EC_PUBKEY(nullptr, &q, raw_len));
@@ -125,13 +122,18 @@ EvpPkeyPtr DecodeReqPublicKey(X509_REQ* req) {
                        "public key is the point at infinity");
         return nullptr;
       }
-      if (!EVP_PKEY_assign_EC_KEY(key.get(), ec.get())) return nullptr;
+      EvpPkeyPtr key(EVP_PKEY_new());
+      if (key == nullptr || !EVP_PKEY_assign_EC_KEY(key.get(), ec.get())) {
+        return nullptr;
+      }
       ec.release();  // Now owned by `key`.
       return key;
     }
     case NID_rsaEncryption: {
       RsaPtr rsa(d2i_RSA_PUBKEY(nullptr, &q, raw_len));
-      if (rsa == nullptr || !EVP_PKEY_assign_RSA(key.get(), rsa.get())) {
+      EvpPkeyPtr key(EVP_PKEY_new());
+      if (rsa == nullptr || key == nullptr ||
+          !EVP_PKEY_assign_RSA(key.get(), rsa.get())) {
         return nullptr;
       }
       rsa.release();  // Now owned by `key`.
@@ -216,14 +218,10 @@ absl::Status Csr::CheckSignature() const {
     case NID_sha512WithRSAEncryption:
       break;
     default: {
-      char text[128] = "unknown";
-      if (nid != NID_undef) {
-        snprintf(text, sizeof(text), "%s", OBJ_nid2ln(nid));
-      } else if (oid != nullptr) {
-        OBJ_obj2txt(text, sizeof(text), oid, 1);
-      }
+      char text[80] = "unknown";  // the OID, dotted, if OpenSSL has no name
+      if (oid != nullptr) OBJ_obj2txt(text, sizeof(text), oid, 1);
       return absl::InvalidArgumentError(absl::StrCat(
-          "CSR signature algorithm ", text,
+          "CSR signature algorithm ", nid != NID_undef ? OBJ_nid2ln(nid) : text,
           " is not accepted: the CA takes ECDSA or RSA (PKCS#1 v1.5) "
           "signatures over SHA-256, SHA-384 or SHA-512"));
     }

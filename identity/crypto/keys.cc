@@ -281,7 +281,8 @@ absl::Status CheckIssuableKey(EVP_PKEY* key) {
   if (key == nullptr) return absl::InvalidArgumentError("public key is null");
   switch (EVP_PKEY_id(key)) {
     case EVP_PKEY_EC: {
-      const EC_GROUP* group = EcGroupOf(key);
+      const EC_KEY* ec = EVP_PKEY_get0_EC_KEY(key);
+      const EC_GROUP* group = ec == nullptr ? nullptr : EC_KEY_get0_group(ec);
       if (group != nullptr &&
           EC_GROUP_get_curve_name(group) == NID_X9_62_prime256v1) {
         // OpenSSL maps explicit parameters that match P-256 to the curve
@@ -297,8 +298,7 @@ absl::Status CheckIssuableKey(EVP_PKEY* key) {
         // both the CSR's proof of possession and the certificate would be
         // worthless. (Decoding has already checked that any other point is
         // on the curve; P-256's cofactor is 1, so that is the whole check.)
-        const EC_POINT* point =
-            EC_KEY_get0_public_key(EVP_PKEY_get0_EC_KEY(key));
+        const EC_POINT* point = EC_KEY_get0_public_key(ec);
         if (point == nullptr || EC_POINT_is_at_infinity(group, point) == 1) {
           return absl::InvalidArgumentError(
               "ECDSA P-256 public key is the point at infinity");

@@ -11,6 +11,7 @@
 #include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/ec.h>
+#include <openssl/ecdsa.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -55,9 +56,11 @@ MESHGUARD_SSL_PTR(EvpMdCtxPtr, EVP_MD_CTX, EVP_MD_CTX_free);
 MESHGUARD_SSL_PTR(EcKeyPtr, EC_KEY, EC_KEY_free);
 MESHGUARD_SSL_PTR(EcGroupPtr, EC_GROUP, EC_GROUP_free);
 MESHGUARD_SSL_PTR(EcPointPtr, EC_POINT, EC_POINT_free);
+MESHGUARD_SSL_PTR(EcdsaSigPtr, ECDSA_SIG, ECDSA_SIG_free);
 MESHGUARD_SSL_PTR(RsaPtr, RSA, RSA_free);
 MESHGUARD_SSL_PTR(X509Ptr, X509, X509_free);
 MESHGUARD_SSL_PTR(X509ReqPtr, X509_REQ, X509_REQ_free);
+MESHGUARD_SSL_PTR(X509AlgorPtr, X509_ALGOR, X509_ALGOR_free);
 MESHGUARD_SSL_PTR(X509CrlPtr, X509_CRL, X509_CRL_free);
 MESHGUARD_SSL_PTR(X509RevokedPtr, X509_REVOKED, X509_REVOKED_free);
 MESHGUARD_SSL_PTR(X509NamePtr, X509_NAME, X509_NAME_free);

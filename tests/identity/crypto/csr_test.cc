@@ -9,8 +9,6 @@
 #include <openssl/sha.h>
 
 #include <atomic>
-#include <cstdio>
-#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -47,6 +45,14 @@ std::string DerOf(const std::string& pem) {
   return ReadPemBlocks(pem, "test").value().front().der;
 }
 
+std::string ReqPem(X509_REQ* req) {
+  BioPtr bio(BIO_new(BIO_s_mem()));
+  PEM_write_bio_X509_REQ(bio.get(), req);
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, static_cast<size_t>(len));
+}
+
 // A CSR with arbitrary URI SANs, built with raw OpenSSL calls, as a
 // misbehaving client would.
 std::string CsrWithUris(EVP_PKEY* key, const std::vector<std::string>& uris) {
@@ -62,11 +68,17 @@ std::string CsrWithUris(EVP_PKEY* key, const std::vector<std::string>& uris) {
   sk_X509_EXTENSION_push(exts.get(), san.release());
   X509_REQ_add_extensions(req.get(), exts.get());
   EXPECT_GT(X509_REQ_sign(req.get(), key, EVP_sha256()), 0);
-  BioPtr bio(BIO_new(BIO_s_mem()));
-  PEM_write_bio_X509_REQ(bio.get(), req.get());
-  char* data = nullptr;
-  long len = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, len);
+  return ReqPem(req.get());
+}
+
+// A CSR for `key` with no extensions, signed over `md` (nullptr for keys that
+// take none, as Ed25519).
+std::string SignedCsrPem(EVP_PKEY* key, const EVP_MD* md) {
+  X509ReqPtr req(X509_REQ_new());
+  EXPECT_TRUE(X509_REQ_set_version(req.get(), 0));
+  EXPECT_TRUE(X509_REQ_set_pubkey(req.get(), key));
+  EXPECT_GT(X509_REQ_sign(req.get(), key, md), 0);
+  return ReqPem(req.get());
 }
 
 // --- Bad input first -------------------------------------------------------
@@ -138,26 +150,13 @@ TEST(CsrTest, PublicKeyOffTheCurveIsRefused) {
 }
 
 #ifndef OPENSSL_IS_BORINGSSL
-struct X509AlgorFree {
-  void operator()(X509_ALGOR* a) const { X509_ALGOR_free(a); }
-};
-using X509AlgorPtr = std::unique_ptr<X509_ALGOR, X509AlgorFree>;
-struct EcdsaSigFree {
-  void operator()(ECDSA_SIG* s) const { ECDSA_SIG_free(s); }
-};
-using EcdsaSigPtr = std::unique_ptr<ECDSA_SIG, EcdsaSigFree>;
-
 // An attacker's CSR for the point at infinity: nobody holds its private key,
 // yet a signature can be computed from public values alone (u1 = k, so
 // u1*G + u2*Q = k*G whatever u2 is). The CA must not certify the key.
 TEST(CsrTest, PointAtInfinityKeyIsNeverIssuable) {
-  EcKeyPtr ec(EC_KEY_new_by_curve_name(NID_X9_62_prime256v1));
-  ASSERT_NE(ec, nullptr);
-  const unsigned char infinity[] = {0x00};
-  const unsigned char* in = infinity;
-  EC_KEY* raw_ec = ec.get();
-  ASSERT_NE(o2i_ECPublicKey(&raw_ec, &in, sizeof(infinity)), nullptr);
-  const EC_GROUP* group = EC_KEY_get0_group(ec.get());
+  EcGroupPtr group_owner(EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1));
+  ASSERT_NE(group_owner, nullptr);
+  const EC_GROUP* group = group_owner.get();
 
   // OpenSSL will not encode such a key itself, so the attacker writes the
   // SubjectPublicKeyInfo by hand: id-ecPublicKey, prime256v1, one 0x00.
@@ -209,15 +208,7 @@ TEST(CsrTest, PointAtInfinityKeyIsNeverIssuable) {
   ASSERT_TRUE(ASN1_BIT_STRING_set(bits, sig_bytes.get(), sig_len));
   X509_REQ_set0_signature(req.get(), bits);  // takes `bits`
 
-  unsigned char* der_raw = nullptr;
-  const int der_len = i2d_X509_REQ(req.get(), &der_raw);
-  ASSERT_GT(der_len, 0);
-  OpensslBytes der(der_raw);
-  absl::StatusOr<Csr> csr = Csr::ParsePem(
-      WritePemBlock("CERTIFICATE REQUEST",
-                    std::string(reinterpret_cast<const char*>(der.get()),
-                                static_cast<size_t>(der_len)))
-          .value());
+  absl::StatusOr<Csr> csr = Csr::ParsePem(ReqPem(req.get()));
   // Refused as it is read, as OpenSSL's own decoder refused it before the
   // parse went around the decoder (keys_test checks the key policy too).
   ASSERT_FALSE(csr.ok());
@@ -235,22 +226,12 @@ TEST(CsrTest, PointAtInfinityKeyIsNeverIssuable) {
 TEST(CsrTest, ExplicitCurveParametersAreRefusedByKeyPolicy) {
   EvpPkeyPtr key = testkeys::GenerateP256WithExplicitParameters();
   if (key == nullptr) GTEST_SKIP() << "this library always names the curve";
-  X509ReqPtr req(X509_REQ_new());
-  ASSERT_TRUE(X509_REQ_set_version(req.get(), 0));
-  ASSERT_TRUE(X509_REQ_set_pubkey(req.get(), key.get()));
-  ASSERT_GT(X509_REQ_sign(req.get(), key.get(), EVP_sha256()), 0);
-  unsigned char* der_raw = nullptr;
-  const int der_len = i2d_X509_REQ(req.get(), &der_raw);
-  ASSERT_GT(der_len, 0);
-  OpensslBytes der(der_raw);
-  const std::string der_bytes(reinterpret_cast<const char*>(der.get()),
-                              static_cast<size_t>(der_len));
+  const std::string pem = SignedCsrPem(key.get(), EVP_sha256());
   // The prime of P-256 appears in the request only if the parameters are
   // spelled out (a named curve is just its OID).
-  ASSERT_NE(der_bytes.find(std::string("\xff\xff\xff\xff\x00\x00\x00\x01", 8)),
+  ASSERT_NE(DerOf(pem).find(std::string("\xff\xff\xff\xff\x00\x00\x00\x01", 8)),
             std::string::npos);
-  absl::StatusOr<Csr> csr =
-      Csr::ParsePem(WritePemBlock("CERTIFICATE REQUEST", der_bytes).value());
+  absl::StatusOr<Csr> csr = Csr::ParsePem(pem);
   if (!csr.ok()) {
     // A library that refuses explicit parameters outright is just as good.
     EXPECT_EQ(csr.status().code(), absl::StatusCode::kInvalidArgument);
@@ -265,25 +246,9 @@ TEST(CsrTest, ExplicitCurveParametersAreRefusedByKeyPolicy) {
 // so the refusal can name the key type (the CA checks the key before the
 // signature).
 TEST(CsrTest, Ed25519KeyParsesButKeyPolicyRefuses) {
-  EvpPkeyCtxPtr kctx(EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, nullptr));
-  ASSERT_NE(kctx, nullptr);
-  ASSERT_EQ(EVP_PKEY_keygen_init(kctx.get()), 1);
-  EVP_PKEY* raw_key = nullptr;
-  ASSERT_EQ(EVP_PKEY_keygen(kctx.get(), &raw_key), 1);
-  EvpPkeyPtr key(raw_key);
-  X509ReqPtr req(X509_REQ_new());
-  ASSERT_TRUE(X509_REQ_set_version(req.get(), 0));
-  ASSERT_TRUE(X509_REQ_set_pubkey(req.get(), key.get()));
-  ASSERT_GT(X509_REQ_sign(req.get(), key.get(), nullptr), 0);
-  unsigned char* der_raw = nullptr;
-  const int der_len = i2d_X509_REQ(req.get(), &der_raw);
-  ASSERT_GT(der_len, 0);
-  OpensslBytes der(der_raw);
-  absl::StatusOr<Csr> csr = Csr::ParsePem(
-      WritePemBlock("CERTIFICATE REQUEST",
-                    std::string(reinterpret_cast<const char*>(der.get()),
-                                static_cast<size_t>(der_len)))
-          .value());
+  EvpPkeyPtr key = testkeys::GenerateEd25519();
+  ASSERT_NE(key, nullptr);
+  absl::StatusOr<Csr> csr = Csr::ParsePem(SignedCsrPem(key.get(), nullptr));
   ASSERT_TRUE(csr.ok()) << csr.status();
   // Its signature algorithm is not one the CA takes either.
   EXPECT_THAT(std::string(csr->CheckSignature().message()),
@@ -356,19 +321,7 @@ TEST(CsrTest, WeakSignatureDigestsAreRefused) {
   for (Case& c : cases) {
     SCOPED_TRACE(c.name);
     ASSERT_NE(c.key, nullptr);
-    X509ReqPtr req(X509_REQ_new());
-    ASSERT_TRUE(X509_REQ_set_version(req.get(), 0));
-    ASSERT_TRUE(X509_REQ_set_pubkey(req.get(), c.key.get()));
-    ASSERT_GT(X509_REQ_sign(req.get(), c.key.get(), c.md), 0);
-    unsigned char* der_raw = nullptr;
-    const int der_len = i2d_X509_REQ(req.get(), &der_raw);
-    ASSERT_GT(der_len, 0);
-    OpensslBytes der(der_raw);
-    absl::StatusOr<Csr> csr = Csr::ParsePem(
-        WritePemBlock("CERTIFICATE REQUEST",
-                      std::string(reinterpret_cast<const char*>(der.get()),
-                                  static_cast<size_t>(der_len)))
-            .value());
+    absl::StatusOr<Csr> csr = Csr::ParsePem(SignedCsrPem(c.key.get(), c.md));
     ASSERT_TRUE(csr.ok()) << csr.status();
     absl::Status s = csr->CheckSignature();
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);

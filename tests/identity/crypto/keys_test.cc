@@ -22,17 +22,8 @@ using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
 using testkeys::GenerateEc;
+using testkeys::GenerateEd25519;
 using testkeys::GenerateRsa;
-
-EvpPkeyPtr GenerateEd25519() {
-  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, nullptr));
-  EVP_PKEY* raw = nullptr;
-  if (ctx == nullptr || EVP_PKEY_keygen_init(ctx.get()) <= 0 ||
-      EVP_PKEY_keygen(ctx.get(), &raw) <= 0) {
-    return nullptr;
-  }
-  return EvpPkeyPtr(raw);
-}
 
 EvpPkeyPtr P256() {
   absl::StatusOr<EvpPkeyPtr> key = GenerateEcP256Key();

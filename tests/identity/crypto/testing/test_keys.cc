@@ -30,6 +30,16 @@ EvpPkeyPtr GenerateRsa(int bits) {
   return EvpPkeyPtr(raw);
 }
 
+EvpPkeyPtr GenerateEd25519() {
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, nullptr));
+  EVP_PKEY* raw = nullptr;
+  if (ctx == nullptr || EVP_PKEY_keygen_init(ctx.get()) <= 0 ||
+      EVP_PKEY_keygen(ctx.get(), &raw) <= 0) {
+    return nullptr;
+  }
+  return EvpPkeyPtr(raw);
+}
+
 EvpPkeyPtr GenerateRsaWithExponent(int bits, unsigned long e) {
   EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_id(EVP_PKEY_RSA, nullptr));
   BIGNUM* exponent = BN_new();

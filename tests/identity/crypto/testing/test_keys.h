@@ -14,6 +14,9 @@ EvpPkeyPtr GenerateEc(int nid);
 // An RSA key of `bits`; nullptr on failure.
 EvpPkeyPtr GenerateRsa(int bits);
 
+// An Ed25519 key (a type the CA refuses); nullptr on failure.
+EvpPkeyPtr GenerateEd25519();
+
 // An RSA key of `bits` with public exponent `e` (odd, >= 3); nullptr on
 // failure.
 EvpPkeyPtr GenerateRsaWithExponent(int bits, unsigned long e);
