@@ -14,101 +14,15 @@
 #include "gtest/gtest.h"
 #include "sidecar/proxy/headers.h"
 #include "sidecar/proxy/http2_session.h"
+#include "tests/sidecar/proxy/testing/fake_h2.h"
 
 namespace meshguard::sidecar::proxy {
 namespace {
 
-class FakeDispatcher final : public Dispatcher {
- public:
-  void Post(std::function<void()> fn) override {
-    posted_.push_back(std::move(fn));
-  }
-  void DeferredDelete(std::unique_ptr<Deletable> object) override {
-    deleted_.push_back(std::move(object));
-  }
-  bool RunOnce() {
-    bool did = !posted_.empty() || !deleted_.empty();
-    auto fns = std::move(posted_);
-    posted_.clear();
-    for (auto& fn : fns) fn();
-    deleted_.clear();
-    return did;
-  }
-
- private:
-  std::vector<std::function<void()>> posted_;
-  std::vector<std::unique_ptr<Deletable>> deleted_;
-};
-
-// One direction of a socket: bytes written wait in `out` until Pump()
-// hands them to the peer session (unless the peer "stopped reading").
-class FakeTransport final : public Transport {
- public:
-  void Write(const uint8_t* data, size_t size) override {
-    out.append(reinterpret_cast<const char*>(data), size);
-    total_written += size;
-  }
-  size_t BufferedWriteBytes() const override { return out.size(); }
-  void SetReadEnabled(bool enabled) override { read_enabled = enabled; }
-
-  std::string out;
-  size_t total_written = 0;
-  bool read_enabled = true;
-};
-
-// A test endpoint's stream: records what arrives, sends what it is told.
-class RecordingStream final : public StreamHandler {
- public:
-  void OnHeaders(HeaderList h, HeadersKind kind, bool end_stream) override {
-    if (kind == HeadersKind::kTrailers) {
-      trailers = std::move(h);
-    } else {
-      headers = std::move(h);
-    }
-    if (end_stream) ended = true;
-  }
-  void OnData(const uint8_t* d, size_t n) override {
-    data.append(reinterpret_cast<const char*>(d), n);
-    if (consume) consume(n);
-  }
-  void OnEndStream() override { ended = true; }
-  ssize_t ReadBody(uint8_t* buf, size_t size, uint32_t* flags) override {
-    size_t n = std::min(size, to_send.size());
-    memcpy(buf, to_send.data(), n);
-    to_send.erase(0, n);
-    if (n > 0) return static_cast<ssize_t>(n);
-    if (!end_body) return NGHTTP2_ERR_DEFERRED;
-    *flags |= NGHTTP2_DATA_FLAG_EOF;
-    if (!send_trailers.empty()) {
-      *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-      trailer_sink(send_trailers);
-    }
-    return 0;
-  }
-  void OnStreamClose(uint32_t code, bool) override {
-    closed = true;
-    close_code = code;
-  }
-
-  HeaderList headers, trailers;
-  std::string data;
-  bool ended = false;
-  bool closed = false;
-  uint32_t close_code = 0;
-  // Sending side.
-  std::string to_send;
-  bool end_body = false;
-  HeaderList send_trailers;
-  std::function<void(const HeaderList&)> trailer_sink;
-  std::function<void(size_t)> consume;
-};
-
-std::string Get(const HeaderList& h, const std::string& name) {
-  for (const Header& x : h) {
-    if (x.name == name) return x.value;
-  }
-  return "<absent>";
-}
+using ::meshguard::sidecar::proxy::testing::FakeDispatcher;
+using ::meshguard::sidecar::proxy::testing::FakeTransport;
+using ::meshguard::sidecar::proxy::testing::Get;
+using ::meshguard::sidecar::proxy::testing::RecordingStream;
 
 class StaticRouter final : public Router {
  public:
