@@ -6,6 +6,9 @@
 #   TARGET      e.g. csr_fuzz h2_forwarder_fuzz; default: every target
 #   --seconds   how long to fuzz each target (default 60)
 #
+# An input that takes more than 1 GiB of memory (or one allocation over
+# 512 MiB) or 30 s counts as a failure too (oom-*, timeout-*).
+#
 # Each target starts from its checked-in corpus (tests/fuzz/corpus/TARGET,
 # only read) plus what earlier runs kept in the work directory
 # ($FUZZ_WORK, default /tmp/meshguard-fuzz/TARGET/corpus). A crash, leak,
@@ -28,7 +31,7 @@ TARGETS=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) SECONDS_EACH=$2; shift 2 ;;
-    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "fuzz: unknown flag $1 (try --help)" >&2; exit 2 ;;
     *) TARGETS+=("$1"); shift ;;
   esac
@@ -79,6 +82,7 @@ for t in "${TARGETS[@]}"; do
         ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 \
         UBSAN_OPTIONS=print_stacktrace=1 \
         "$BIN/tests/fuzz/${t}_fuzzer" -max_total_time="$SECONDS_EACH" \
+          -rss_limit_mb=1024 -malloc_limit_mb=512 -timeout=30 \
           -print_final_stats=1 -artifact_prefix="$WORK/$t/" \
           "$WORK/$t/corpus" "$ROOT/tests/fuzz/corpus/$t" \
           >"$WORK/$t/fuzz.log" 2>&1); then

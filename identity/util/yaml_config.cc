@@ -8,10 +8,12 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -22,6 +24,7 @@
 #include "google/protobuf/timestamp.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
+#include "yaml-cpp/eventhandler.h"
 #include "yaml-cpp/yaml.h"
 
 namespace meshguard::util {
@@ -607,6 +610,96 @@ absl::Status FromParserError(absl::string_view source,
   return absl::InvalidArgumentError(absl::StrCat(source, ": ", message));
 }
 
+// Counts a stream's documents without building them, noting where each
+// starts and where its first node is.
+class DocumentStarts final : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    starts.push_back(mark);
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { Node(mark); }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { Node(mark); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    Node(mark);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&,
+                       YAML::anchor_t, YAML::EmitterStyle::value) override {
+    Node(mark);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    Node(mark);
+  }
+  void OnMapEnd() override {}
+
+  std::vector<YAML::Mark> starts;
+  // The first node of each document that has one.
+  std::vector<YAML::Mark> first_nodes;
+
+ private:
+  void Node(const YAML::Mark& mark) {
+    if (first_nodes.size() < starts.size()) first_nodes.push_back(mark);
+  }
+};
+
+absl::Status InvalidYaml(absl::string_view source, const YAML::Mark& mark,
+                         absl::string_view what) {
+  if (mark.is_null()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": invalid YAML: ", what));
+  }
+  return absl::InvalidArgumentError(absl::StrCat(source, ":", mark.line + 1,
+                                                 ":", mark.column + 1,
+                                                 ": invalid YAML: ", what));
+}
+
+// The stream's single document. yaml-cpp 0.7's LoadAll cannot be used:
+// for a token no rule matches (a stray ',') its parser reports a null
+// document without consuming the token, so LoadAll loops, appending null
+// documents until memory runs out (jbeder/yaml-cpp#1040; fixed upstream
+// after 0.7). So the documents are first counted, at most three, and a
+// document starting where the previous one started means the parser is
+// stuck on an invalid token.
+absl::StatusOr<YAML::Node> LoadSingleDocument(const std::string& yaml,
+                                              absl::string_view source) {
+  try {
+    std::istringstream counting_input(yaml);
+    YAML::Parser parser(counting_input);
+    DocumentStarts documents;
+    while (documents.starts.size() < 3 &&
+           parser.HandleNextDocument(documents)) {
+      const size_t n = documents.starts.size();
+      if (n >= 2 &&
+          documents.starts[n - 1].pos == documents.starts[n - 2].pos) {
+        const YAML::Mark& stuck = documents.starts[n - 1];
+        const size_t pos = static_cast<size_t>(stuck.pos);
+        return InvalidYaml(
+            source, stuck,
+            pos < yaml.size() && absl::ascii_isgraph(yaml[pos])
+                ? absl::StrCat("unexpected '", std::string(1, yaml[pos]), "'")
+                : std::string("unexpected token"));
+      }
+    }
+    if (documents.starts.size() > 1) {
+      const YAML::Mark& second = documents.first_nodes.size() > 1
+                                     ? documents.first_nodes[1]
+                                     : documents.starts[1];
+      std::string where(source);
+      if (!second.is_null()) absl::StrAppend(&where, ":", second.line + 1);
+      return absl::InvalidArgumentError(absl::StrCat(
+          where,
+          ": more than one YAML document (\"---\"); a config file holds one"));
+    }
+    // One document (or none): Load stops after the first.
+    return YAML::Load(yaml);
+  } catch (const YAML::Exception& e) {
+    return InvalidYaml(source, e.mark, e.msg);
+  }
+}
+
 }  // namespace
 
 absl::Status ParseYamlToMessage(absl::string_view yaml,
@@ -617,32 +710,15 @@ absl::Status ParseYamlToMessage(absl::string_view yaml,
         source_name, ": ", yaml.size(), " bytes is larger than the limit of ",
         kMaxYamlConfigBytes, " bytes"));
   }
-  std::vector<YAML::Node> documents;
-  try {
-    documents = YAML::LoadAll(std::string(yaml));
-  } catch (const YAML::Exception& e) {
-    if (e.mark.is_null()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(source_name, ": invalid YAML: ", e.msg));
-    }
-    return absl::InvalidArgumentError(
-        absl::StrCat(source_name, ":", e.mark.line + 1, ":", e.mark.column + 1,
-                     ": invalid YAML: ", e.msg));
-  }
-  if (documents.size() > 1) {
-    YAML::Mark mark = documents[1].Mark();
-    std::string where(source_name);
-    if (!mark.is_null()) absl::StrAppend(&where, ":", mark.line + 1);
-    return absl::InvalidArgumentError(absl::StrCat(
-        where,
-        ": more than one YAML document (\"---\"); a config file holds one"));
-  }
+  absl::StatusOr<YAML::Node> document =
+      LoadSingleDocument(std::string(yaml), source_name);
+  if (!document.ok()) return document.status();
 
   std::unique_ptr<google::protobuf::Message> parsed(out->New());
-  if (!documents.empty() && !documents[0].IsNull()) {
+  if (document->IsDefined() && !document->IsNull()) {
     YamlToJson converter(source_name);
     std::string json;
-    const YAML::Node& root = documents[0];
+    const YAML::Node& root = *document;
     try {
       YAML::Mark mark = root.Mark();
       absl::Status s =

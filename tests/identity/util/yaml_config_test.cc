@@ -372,7 +372,20 @@ INSTANTIATE_TEST_SUITE_P(
                   "trust_domain: a\n"
                   "---\n"
                   "trust_domain: b\n",
-                  false, "sidecar.yaml:3", "", "more than one YAML document"}),
+                  false, "sidecar.yaml:3", "", "more than one YAML document"},
+        // yaml-cpp 0.7 reports a null document for a stray ',' without
+        // consuming it, so its LoadAll never returned and allocated without
+        // bound (jbeder/yaml-cpp#1040; found by //tests/fuzz:config_fuzz).
+        ErrorCase{"lone_comma", "sidecar.yaml", ",", false, "sidecar.yaml:1:1",
+                  "", "invalid YAML: unexpected ','"},
+        ErrorCase{"comma_after_a_field", "sidecar.yaml", "trust_domain: a\n,\n",
+                  false, "sidecar.yaml:2:1", "", "invalid YAML: "},
+        ErrorCase{"comma_in_policy", "policy.yaml",
+                  "default_action: DENY\nrules: []\n,\n", true,
+                  "policy.yaml:3:1", "", "invalid YAML: "},
+        ErrorCase{"comma_after_a_document", "sidecar.yaml",
+                  "trust_domain: a\n...\n,\n", false, "sidecar.yaml:3:1", "",
+                  "invalid YAML: unexpected ','"}),
     [](const ::testing::TestParamInfo<ErrorCase>& info) {
       return info.param.name;
     });
