@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Fuzzes the targets in tests/fuzz with libFuzzer (clang-14, ASan + UBSan).
 #
-#   scripts/fuzz.sh [--seconds N] [TARGET ...]
+#   scripts/fuzz.sh [--seconds N] [--merge] [TARGET ...]
 #
 #   TARGET      e.g. csr_fuzz h2_forwarder_fuzz; default: every target
 #   --seconds   how long to fuzz each target (default 60)
+#   --merge     after fuzzing, add to tests/fuzz/corpus/TARGET the inputs
+#               of the work corpus that reach code the checked-in corpus
+#               does not (libFuzzer -merge=1), for CI to replay; review
+#               and commit them
 #
 # An input that takes more than 1 GiB of memory (or one allocation over
 # 512 MiB) or 30 s counts as a failure too (oom-*, timeout-*).
@@ -27,11 +31,13 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
 SECONDS_EACH=60
+MERGE=0
 TARGETS=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) SECONDS_EACH=$2; shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --merge) MERGE=1; shift ;;
+    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "fuzz: unknown flag $1 (try --help)" >&2; exit 2 ;;
     *) TARGETS+=("$1"); shift ;;
   esac
@@ -91,6 +97,14 @@ for t in "${TARGETS[@]}"; do
     grep -E "ERROR|FUZZ_CHECK|SUMMARY|Test unit written" "$WORK/$t/fuzz.log" | head -8 >&2
   else
     grep -E "stat::number_of_executed_units|cov: " "$WORK/$t/fuzz.log" | tail -2 >&2
+    if [ "$MERGE" = 1 ]; then
+      before=$(find "$ROOT/tests/fuzz/corpus/$t" -type f | wc -l)
+      (cd "$WORK/$t" && ASAN_OPTIONS=detect_leaks=0 \
+        "$BIN/tests/fuzz/${t}_fuzzer" -merge=1 -rss_limit_mb=1024 \
+          "$ROOT/tests/fuzz/corpus/$t" "$WORK/$t/corpus" >"$WORK/$t/merge.log" 2>&1)
+      after=$(find "$ROOT/tests/fuzz/corpus/$t" -type f | wc -l)
+      echo "fuzz: $t: merged $((after - before)) new inputs into tests/fuzz/corpus/$t" >&2
+    fi
   fi
 done
 if [ ${#failed[@]} -gt 0 ]; then
