@@ -10,6 +10,9 @@
 #               does not (libFuzzer -merge=1), for CI to replay; review
 #               and commit them
 #
+# A target's dictionary, tests/fuzz/TARGET.dict if there is one, is passed
+# to libFuzzer (-dict).
+#
 # An input that takes more than 1 GiB of memory (or one allocation over
 # 512 MiB) or 30 s counts as a failure too (oom-*, timeout-*).
 #
@@ -37,7 +40,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) SECONDS_EACH=$2; shift 2 ;;
     --merge) MERGE=1; shift ;;
-    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "fuzz: unknown flag $1 (try --help)" >&2; exit 2 ;;
     *) TARGETS+=("$1"); shift ;;
   esac
@@ -81,6 +84,8 @@ BIN=$("${BAZEL[@]}" info --config=fuzz bazel-bin 2>/dev/null)
 failed=()
 for t in "${TARGETS[@]}"; do
   mkdir -p "$WORK/$t/corpus"
+  dict=()
+  if [ -f "$ROOT/tests/fuzz/$t.dict" ]; then dict=(-dict="$ROOT/tests/fuzz/$t.dict"); fi
   echo "fuzz: $t for ${SECONDS_EACH}s (work dir $WORK/$t)" >&2
   # detect_leaks: LeakSanitizer is on; the fixtures' process-wide objects
   # are reachable from statics, so they are not reported.
@@ -88,7 +93,7 @@ for t in "${TARGETS[@]}"; do
         ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 \
         UBSAN_OPTIONS=print_stacktrace=1 \
         "$BIN/tests/fuzz/${t}_fuzzer" -max_total_time="$SECONDS_EACH" \
-          -rss_limit_mb=1024 -malloc_limit_mb=512 -timeout=30 \
+          -rss_limit_mb=1024 -malloc_limit_mb=512 -timeout=30 "${dict[@]}" \
           -print_final_stats=1 -artifact_prefix="$WORK/$t/" \
           "$WORK/$t/corpus" "$ROOT/tests/fuzz/corpus/$t" \
           >"$WORK/$t/fuzz.log" 2>&1); then
