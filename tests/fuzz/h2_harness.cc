@@ -1,5 +1,7 @@
 #include "tests/fuzz/h2_harness.h"
 
+#include <nghttp2/nghttp2.h>
+
 #include <algorithm>
 #include <utility>
 
@@ -122,7 +124,10 @@ H2Harness::H2Harness(Hostile hostile, bool record)
   }
 }
 
-H2Harness::~H2Harness() { Finish(); }
+H2Harness::~H2Harness() {
+  Finish();
+  if (deflater_ != nullptr) nghttp2_hd_deflate_del(deflater_);
+}
 
 void H2Harness::StartClientCalls() {
   struct Call {
@@ -300,6 +305,9 @@ void H2Harness::Finish() {
   while (dispatcher_.RunOnce()) {
   }
   FUZZ_CHECK(counters_.streams_active.Get() == 0);
+  if (structured_ && counters_.requests_completed.Get() > 0) {
+    FUZZ_REACHED("structured_call_completed");
+  }
   if (counters_.requests_completed.Get() > 0) {
     FUZZ_REACHED(hostile_ == Hostile::kClient
                      ? "call_completed_hostile_client"
@@ -307,10 +315,156 @@ void H2Harness::Finish() {
   }
 }
 
+const std::vector<std::string>& H2Harness::StructuredWords() {
+  static const auto* words =
+      new std::vector<std::string>{":method",
+                                   "POST",
+                                   "GET",
+                                   "CONNECT",
+                                   ":scheme",
+                                   "http",
+                                   "https",
+                                   ":path",
+                                   "/pkg.Svc/Unary",
+                                   "/deny/Me",
+                                   "",
+                                   ":authority",
+                                   "svc",
+                                   "nowhere",
+                                   ":status",
+                                   "200",
+                                   "404",
+                                   ":protocol",
+                                   "content-type",
+                                   "application/grpc",
+                                   "te",
+                                   "trailers",
+                                   "grpc-timeout",
+                                   "1S",
+                                   "grpc-status",
+                                   "0",
+                                   "14",
+                                   "grpc-message",
+                                   "x-forwarded-client-cert",
+                                   "By=forged",
+                                   "connection",
+                                   "keep-alive",
+                                   "transfer-encoding",
+                                   "chunked",
+                                   "upgrade",
+                                   "x-meta-bin",
+                                   "AAEC",
+                                   "content-length",
+                                   "5",
+                                   "host",
+                                   "Upper-Case"};
+  return *words;
+}
+
+std::string H2Harness::StructuredFrame(uint8_t type, uint8_t flags,
+                                       uint8_t stream,
+                                       const std::string& payload) {
+  std::string chunk{static_cast<char>(type), static_cast<char>(flags),
+                    static_cast<char>(stream)};
+  return chunk + payload;
+}
+
+std::string H2Harness::StructuredHeaders(
+    uint8_t type, uint8_t flags, uint8_t stream,
+    const std::vector<std::pair<std::string, std::string>>& headers) {
+  const std::vector<std::string>& words = StructuredWords();
+  std::string rest;
+  auto add = [&](const std::string& s) {
+    auto it = std::find(words.begin(), words.end(), s);
+    if (it != words.end()) {
+      rest.push_back(static_cast<char>(it - words.begin()));
+    } else {
+      rest.push_back(static_cast<char>(0xff));
+      rest.push_back(static_cast<char>(std::min<size_t>(s.size(), 255)));
+      rest.append(s, 0, 255);
+    }
+  };
+  for (const auto& [name, value] : headers) {
+    add(name);
+    add(value);
+  }
+  return StructuredFrame(type, flags, stream, rest);
+}
+
+std::string H2Harness::EncodeStructured(const uint8_t* data, size_t size) {
+  if (size < 3) return "";
+  const uint8_t type = data[0] % 10;
+  const uint8_t frame_flags = data[1];
+  const uint32_t stream = data[2];
+  std::string payload;
+  if (type == NGHTTP2_HEADERS || type == NGHTTP2_PUSH_PROMISE ||
+      type == NGHTTP2_CONTINUATION) {
+    const std::vector<std::string>& words = StructuredWords();
+    std::vector<std::string> strings;
+    size_t pos = 3;
+    while (pos < size && strings.size() < 64) {
+      const uint8_t pick = data[pos++];
+      if (pick < words.size()) {
+        strings.push_back(words[pick]);
+      } else {
+        const size_t len = pos < size ? data[pos++] : 0;
+        const size_t n = std::min(len, size - pos);
+        strings.emplace_back(reinterpret_cast<const char*>(data + pos), n);
+        pos += n;
+      }
+    }
+    std::vector<nghttp2_nv> nva;
+    for (size_t i = 0; i + 1 < strings.size(); i += 2) {
+      nva.push_back({reinterpret_cast<uint8_t*>(strings[i].data()),
+                     reinterpret_cast<uint8_t*>(strings[i + 1].data()),
+                     strings[i].size(), strings[i + 1].size(),
+                     NGHTTP2_NV_FLAG_NONE});
+    }
+    if (deflater_ == nullptr) nghttp2_hd_deflate_new(&deflater_, 4096);
+    std::string block(
+        nghttp2_hd_deflate_bound(deflater_, nva.data(), nva.size()), '\0');
+    const ssize_t n = nghttp2_hd_deflate_hd(
+        deflater_, reinterpret_cast<uint8_t*>(block.data()), block.size(),
+        nva.data(), nva.size());
+    block.resize(n < 0 ? 0 : static_cast<size_t>(n));
+    if (type == NGHTTP2_PUSH_PROMISE) {
+      payload.assign("\0\0\0\2", 4);  // promised stream 2
+    }
+    payload += block;
+  } else {
+    payload.assign(reinterpret_cast<const char*>(data + 3), size - 3);
+  }
+  const size_t len = std::min<size_t>(payload.size(), 0xffffff);
+  std::string frame{static_cast<char>(len >> 16),
+                    static_cast<char>(len >> 8),
+                    static_cast<char>(len),
+                    static_cast<char>(type),
+                    static_cast<char>(frame_flags),
+                    0,
+                    0,
+                    0,
+                    static_cast<char>(stream)};
+  frame.append(payload, 0, len);
+  return frame;
+}
+
 void H2Harness::Run(const uint8_t* data, size_t size) {
   if (size == 0) return;
-  H2Harness harness((data[0] & 1) ? Hostile::kUpstream : Hostile::kClient,
-                    /*record=*/false);
+  const bool structured = (data[0] & kModeStructured) != 0;
+  H2Harness harness(
+      (data[0] & kModeUpstreamHostile) ? Hostile::kUpstream : Hostile::kClient,
+      /*record=*/false);
+  if (structured) {
+    // What the hostile side sends before any frame of its own choosing:
+    // the client preface, and either side's (empty) SETTINGS.
+    std::string start =
+        harness.hostile_ == Hostile::kClient
+            ? std::string(NGHTTP2_CLIENT_MAGIC, NGHTTP2_CLIENT_MAGIC_LEN)
+            : std::string();
+    start.append("\0\0\0\4\0\0\0\0\0", 9);
+    harness.Feed(kChunkPump, reinterpret_cast<const uint8_t*>(start.data()),
+                 start.size());
+  }
   size_t pos = 1;
   while (pos + 3 <= size) {
     const uint8_t flags = data[pos];
@@ -318,9 +472,16 @@ void H2Harness::Run(const uint8_t* data, size_t size) {
         (static_cast<size_t>(data[pos + 1]) << 8) | data[pos + 2];
     pos += 3;
     const size_t n = std::min(len, size - pos);
-    harness.Feed(flags, data + pos, n);
+    if (structured) {
+      const std::string frame = harness.EncodeStructured(data + pos, n);
+      harness.Feed(flags, reinterpret_cast<const uint8_t*>(frame.data()),
+                   frame.size());
+    } else {
+      harness.Feed(flags, data + pos, n);
+    }
     pos += n;
   }
+  if (structured) harness.structured_ = true;
   harness.slow_reader_ = false;
   harness.hostile_slow_ = false;
   harness.Pump();

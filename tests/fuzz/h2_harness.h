@@ -25,11 +25,14 @@
 #ifndef MESHGUARD_TESTS_FUZZ_H2_HARNESS_H_
 #define MESHGUARD_TESTS_FUZZ_H2_HARNESS_H_
 
+#include <nghttp2/nghttp2.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "sidecar/proxy/counters.h"
@@ -39,13 +42,27 @@
 
 namespace meshguard::fuzz {
 
-// The input format: a mode byte (even: hostile client, odd: hostile
-// upstream), then chunks of [flags][length, 2 bytes big-endian][bytes].
+// The input format: a mode byte (bit 0 clear: hostile client, set: hostile
+// upstream; bit 1: structured), then chunks of [flags][length, 2 bytes
+// big-endian][bytes]. Unstructured, a chunk's bytes are what the hostile
+// side writes. Structured, each chunk describes one HTTP/2 frame, which
+// the harness encodes (after the preface and SETTINGS the hostile side
+// would send first):
+//   [type][frame flags][stream id][rest]
+// For HEADERS, PUSH_PROMISE and CONTINUATION the rest is a header list,
+// entries [name][value] where a byte below StructuredWords().size() picks
+// a word and any other byte is followed by [length][bytes] of a literal;
+// the list is HPACK-encoded by one encoder per connection, so the proxy's
+// decoder stays in step and the mutations reach the forwarder instead of
+// dying in HPACK. For other frames the rest is the payload as is.
 // Flag bit 0: the honest side stops reading (a slow reader) until a chunk
 // without it; bit 1: run the event loop between this chunk and the next
 // (otherwise chunks arrive back to back, as in one read); bit 2: the
 // hostile side stops reading.
 enum class Hostile { kClient, kUpstream };
+
+inline constexpr uint8_t kModeUpstreamHostile = 1;
+inline constexpr uint8_t kModeStructured = 2;
 
 inline constexpr uint8_t kChunkSlowReader = 1;
 inline constexpr uint8_t kChunkPump = 2;
@@ -64,6 +81,17 @@ class H2Harness final : public sidecar::proxy::UpstreamConnector {
 
   // Runs a whole fuzz input.
   static void Run(const uint8_t* data, size_t size);
+
+  // The header names and values structured inputs pick from.
+  static const std::vector<std::string>& StructuredWords();
+  // One structured chunk's bytes for a frame (for make_seeds): a header
+  // list of words, or a payload.
+  static std::string StructuredHeaders(
+      uint8_t type, uint8_t flags, uint8_t stream,
+      const std::vector<std::pair<std::string, std::string>>& headers);
+  static std::string StructuredFrame(uint8_t type, uint8_t flags,
+                                     uint8_t stream,
+                                     const std::string& payload);
 
   // Recorded input (record mode): mode byte and chunks.
   const std::string& recording() const { return recording_; }
@@ -87,6 +115,8 @@ class H2Harness final : public sidecar::proxy::UpstreamConnector {
             sidecar::proxy::Http2Session* to,
             sidecar::proxy::Http2Session* writer, bool honest_receiver);
   void Record(const sidecar::proxy::testing::FakeTransport& out);
+  // The wire bytes of a structured chunk (see the input format).
+  std::string EncodeStructured(const uint8_t* data, size_t size);
 
   const Hostile hostile_;
   const bool record_;
@@ -94,6 +124,7 @@ class H2Harness final : public sidecar::proxy::UpstreamConnector {
   bool slow_reader_ = false;
   bool hostile_slow_ = false;
   bool finished_ = false;
+  bool structured_ = false;
 
   sidecar::proxy::testing::FakeDispatcher dispatcher_;
   std::unique_ptr<Router> router_;
@@ -112,6 +143,8 @@ class H2Harness final : public sidecar::proxy::UpstreamConnector {
   std::vector<std::unique_ptr<sidecar::proxy::testing::RecordingStream>>
       client_streams_;
   int32_t streaming_call_ = -1;
+  // The hostile side's HPACK encoder, for structured inputs.
+  nghttp2_hd_deflater* deflater_ = nullptr;
 };
 
 }  // namespace meshguard::fuzz

@@ -304,7 +304,53 @@ void GrpcWireSeeds() {
   Write("grpc_wire_fuzz", "compressed", "\2" + std::string("\1\0\0\0\1z", 6));
 }
 
+std::string Chunk(const std::string& bytes) {
+  std::string c{static_cast<char>(kChunkPump),
+                static_cast<char>(bytes.size() >> 8),
+                static_cast<char>(bytes.size() & 0xff)};
+  return c + bytes;
+}
+
+void StructuredH2Seeds() {
+  const std::string message = std::string("\0\0\0\0\4", 5) + "ping";
+  const std::vector<std::pair<std::string, std::string>> request = {
+      {":method", "POST"},
+      {":scheme", "http"},
+      {":path", "/pkg.Svc/Unary"},
+      {":authority", "svc"},
+      {"content-type", "application/grpc"},
+      {"te", "trailers"}};
+  std::string client(1, static_cast<char>(kModeStructured));
+  for (uint8_t stream : {1, 3}) {
+    auto headers = request;
+    if (stream == 3)
+      headers.push_back({"x-forwarded-client-cert", "By=forged"});
+    client += Chunk(H2Harness::StructuredHeaders(
+        NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, stream, headers));
+    client += Chunk(H2Harness::StructuredFrame(
+        NGHTTP2_DATA, NGHTTP2_FLAG_END_STREAM, stream, message));
+  }
+  Write("h2_forwarder_fuzz", "structured-client", client);
+
+  std::string upstream(
+      1, static_cast<char>(kModeStructured | kModeUpstreamHostile));
+  upstream += Chunk(
+      H2Harness::StructuredFrame(NGHTTP2_SETTINGS, NGHTTP2_FLAG_ACK, 0, ""));
+  for (uint8_t stream : {1, 3}) {
+    upstream += Chunk(H2Harness::StructuredHeaders(
+        NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, stream,
+        {{":status", "200"}, {"content-type", "application/grpc"}}));
+    upstream += Chunk(H2Harness::StructuredFrame(
+        NGHTTP2_DATA, NGHTTP2_FLAG_NONE, stream, message));
+    upstream += Chunk(H2Harness::StructuredHeaders(
+        NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM,
+        stream, {{"grpc-status", "0"}}));
+  }
+  Write("h2_forwarder_fuzz", "structured-upstream", upstream);
+}
+
 void H2Seeds() {
+  StructuredH2Seeds();
   {
     H2Harness client(Hostile::kClient, /*record=*/true);
     client.Pump();
