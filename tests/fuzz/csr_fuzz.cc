@@ -13,8 +13,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/escaping.h"
-#include "absl/strings/str_cat.h"
 #include "identity/crypto/csr.h"
 #include "identity/crypto/keys.h"
 #include "identity/crypto/spiffe_id.h"
@@ -27,16 +25,6 @@ namespace {
 using meshguard::crypto::Csr;
 using meshguard::crypto::SpiffeId;
 
-std::string DerToPem(const std::string& der) {
-  std::string b64 = absl::Base64Escape(der);
-  std::string pem = "-----BEGIN CERTIFICATE REQUEST-----\n";
-  for (size_t i = 0; i < b64.size(); i += 64) {
-    absl::StrAppend(&pem, b64.substr(i, 64), "\n");
-  }
-  absl::StrAppend(&pem, "-----END CERTIFICATE REQUEST-----\n");
-  return pem;
-}
-
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
@@ -47,7 +35,9 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const std::string body(reinterpret_cast<const char*>(data) + 1, size - 1);
-  const std::string pem = (data[0] & 1) ? DerToPem(body) : body;
+  const std::string pem =
+      (data[0] & 1) ? meshguard::fuzz::DerToPem(body, "CERTIFICATE REQUEST")
+                    : body;
 
   absl::StatusOr<Csr> csr = Csr::ParsePem(pem);
   if (!csr.ok()) {

@@ -70,23 +70,12 @@ pGkarGWuhPY18sP4QOUWKjnRGZ3Qkr8e51Mng3hGgp54VKgD/SajjLqCyu4ZO4fK
 -----END PRIVATE KEY-----
 )";
 
-[[noreturn]] void Die(const std::string& what) {
-  std::fprintf(stderr, "fuzz fixtures: %s\n", what.c_str());
-  std::abort();
-}
-
 crypto::EvpPkeyPtr LoadKey(const char* pem) {
   crypto::BioPtr bio(BIO_new_mem_buf(pem, -1));
   crypto::EvpPkeyPtr key(
       PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
   if (key == nullptr) Die("cannot read a fixture key");
   return key;
-}
-
-template <typename T>
-T Must(absl::StatusOr<T> v, const char* what) {
-  if (!v.ok()) Die(absl::StrCat(what, ": ", v.status().ToString()));
-  return *std::move(v);
 }
 
 std::string PrivatePem(EVP_PKEY* key) {
@@ -163,6 +152,21 @@ Fixtures* Build() {
 const Fixtures& GetFixtures() {
   static const Fixtures* fixtures = Build();
   return *fixtures;
+}
+
+void Die(const std::string& what) {
+  std::fprintf(stderr, "fuzz fixtures: %s\n", what.c_str());
+  std::abort();
+}
+
+std::string DerToPem(const std::string& der, const char* label) {
+  crypto::BioPtr bio(BIO_new(BIO_s_mem()));
+  PEM_write_bio(bio.get(), label, "",
+                reinterpret_cast<const unsigned char*>(der.data()),
+                static_cast<long>(der.size()));
+  char* out = nullptr;
+  const long n = BIO_get_mem_data(bio.get(), &out);
+  return std::string(out, static_cast<size_t>(n));
 }
 
 std::string WriteTempFile(const std::string& name,

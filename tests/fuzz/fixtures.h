@@ -11,7 +11,9 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "identity/crypto/ca_signer.h"
 #include "identity/crypto/ssl_ptr.h"
@@ -44,6 +46,22 @@ struct Fixtures {
 // Built once, on first use; aborts if the fixtures cannot be built (a
 // broken fixture must not look like a clean fuzzing run).
 const Fixtures& GetFixtures();
+
+// Prints "fuzz fixtures: <what>" and aborts: for set-up that must not
+// fail (a broken fixture must not look like a clean fuzzing run).
+[[noreturn]] void Die(const std::string& what);
+
+// The value, or Die naming `what` and the status.
+template <typename T>
+T Must(absl::StatusOr<T> v, const char* what) {
+  if (!v.ok()) Die(std::string(what) + ": " + v.status().ToString());
+  return *std::move(v);
+}
+
+// One PEM block labelled `label` ("CERTIFICATE", "X509 CRL", ...) around
+// `der`, whatever its bytes: the fuzz targets wrap mutated DER this way so
+// that mutations reach the ASN.1 rather than the base64.
+std::string DerToPem(const std::string& der, const char* label);
 
 // Writes `contents` to a new file under $TEST_TMPDIR (or /tmp) and returns
 // its path; aborts on failure.

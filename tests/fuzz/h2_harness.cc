@@ -109,10 +109,7 @@ H2Harness::H2Harness(Hostile hostile, bool record)
                   .value();
     server_cbs_->new_stream = [this](int32_t id) {
       auto s = std::make_unique<RecordingStream>();
-      s->consume = [this, id](size_t n) { server_->Consume(id, n); };
-      s->trailer_sink = [this, id](const HeaderList& t) {
-        server_->SubmitTrailers(id, t).IgnoreError();
-      };
+      s->BindTo(server_.get(), id);
       server_streams_[id] = std::move(s);
       return server_streams_[id].get();
     };
@@ -146,11 +143,7 @@ void H2Harness::StartClientCalls() {
     absl::StatusOr<int32_t> id = client_->SubmitRequest(
         GrpcRequest(call.path, call.authority), &s, /*has_body=*/true);
     FUZZ_CHECK(id.ok());
-    s.consume = [this, id = *id](size_t n) { client_->Consume(id, n); };
-    s.trailer_sink = [this, id = *id](const HeaderList& t) {
-      client_->SubmitTrailers(id, t).IgnoreError();
-    };
-    if (!call.end_body) streaming_call_ = *id;
+    s.BindTo(client_.get(), *id);
   }
   client_->Flush();
 }
@@ -454,6 +447,7 @@ void H2Harness::Run(const uint8_t* data, size_t size) {
   H2Harness harness(
       (data[0] & kModeUpstreamHostile) ? Hostile::kUpstream : Hostile::kClient,
       /*record=*/false);
+  harness.structured_ = structured;
   if (structured) {
     // What the hostile side sends before any frame of its own choosing:
     // the client preface, and either side's (empty) SETTINGS.
@@ -481,7 +475,6 @@ void H2Harness::Run(const uint8_t* data, size_t size) {
     }
     pos += n;
   }
-  if (structured) harness.structured_ = true;
   harness.slow_reader_ = false;
   harness.hostile_slow_ = false;
   harness.Pump();

@@ -142,7 +142,6 @@ class H2Harness final : public sidecar::proxy::UpstreamConnector {
   std::map<int32_t, bool> answered_;
   std::vector<std::unique_ptr<sidecar::proxy::testing::RecordingStream>>
       client_streams_;
-  int32_t streaming_call_ = -1;
   // The hostile side's HPACK encoder, for structured inputs.
   nghttp2_hd_deflater* deflater_ = nullptr;
 };

@@ -35,16 +35,6 @@ namespace ct = crypto::testing;
 
 std::filesystem::path root_dir;
 
-template <typename T>
-T Must(absl::StatusOr<T> v, const char* what) {
-  if (!v.ok()) {
-    std::fprintf(stderr, "make_seeds: %s: %s\n", what,
-                 v.status().ToString().c_str());
-    std::exit(1);
-  }
-  return *std::move(v);
-}
-
 void Write(const std::string& target, const std::string& name,
            const std::string& bytes) {
   const std::filesystem::path dir = root_dir / target;

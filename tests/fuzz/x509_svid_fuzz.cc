@@ -13,7 +13,6 @@
 // the SPIFFE ID returned, in the fixture trust domain, not CA:true, not the
 // revoked serial; whatever passes the full verification passes the
 // path-only one with the same ID.
-#include <openssl/pem.h>
 #include <openssl/x509.h>
 
 #include <cstddef>
@@ -29,18 +28,9 @@
 namespace {
 
 namespace crypto = ::meshguard::crypto;
+using ::meshguard::fuzz::DerToPem;
 using ::meshguard::fuzz::Fixtures;
 using ::meshguard::fuzz::GetFixtures;
-
-std::string DerToPem(const std::string& der, const char* label) {
-  crypto::BioPtr bio(BIO_new(BIO_s_mem()));
-  PEM_write_bio(bio.get(), label, "",
-                reinterpret_cast<const unsigned char*>(der.data()),
-                static_cast<long>(der.size()));
-  char* out = nullptr;
-  const long n = BIO_get_mem_data(bio.get(), &out);
-  return std::string(out, static_cast<size_t>(n));
-}
 
 void VerifyChain(const std::string& input) {
   std::vector<crypto::X509Ptr> certs;

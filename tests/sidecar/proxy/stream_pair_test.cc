@@ -83,10 +83,7 @@ class ForwarderTest : public ::testing::Test,
     };
     server_cbs_.new_stream = [this](int32_t id) {
       auto s = std::make_unique<RecordingStream>();
-      s->consume = [this, id](size_t n) { server_->Consume(id, n); };
-      s->trailer_sink = [this, id](const HeaderList& t) {
-        server_->SubmitTrailers(id, t).IgnoreError();
-      };
+      s->BindTo(server_.get(), id);
       server_streams_[id] = std::move(s);
       return server_streams_[id].get();
     };
@@ -151,10 +148,7 @@ class ForwarderTest : public ::testing::Test,
 
   int32_t StartCall(RecordingStream& s, HeaderList headers, bool has_body) {
     int32_t id = client_->SubmitRequest(headers, &s, has_body).value();
-    s.consume = [this, id](size_t n) { client_->Consume(id, n); };
-    s.trailer_sink = [this, id](const HeaderList& t) {
-      client_->SubmitTrailers(id, t).IgnoreError();
-    };
+    s.BindTo(client_.get(), id);
     client_->Flush();
     return id;
   }

@@ -92,6 +92,15 @@ class RecordingStream final : public StreamHandler {
     close_code = code;
   }
 
+  // Credits received DATA back to `session` and sends trailers through it,
+  // as an endpoint's stream `id` of that session does.
+  void BindTo(Http2Session* session, int32_t id) {
+    consume = [session, id](size_t n) { session->Consume(id, n); };
+    trailer_sink = [session, id](const HeaderList& t) {
+      session->SubmitTrailers(id, t).IgnoreError();
+    };
+  }
+
   HeaderList headers, trailers;
   std::string data;
   bool ended = false;
