@@ -1,5 +1,9 @@
 #include "cli/commands.h"
 
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <memory>
 
@@ -85,23 +89,26 @@ absl::StatusOr<std::unique_ptr<client::CaAdminClient>> MakeAdminClient(
       "or --cert and --key of an admin identity with --ca and --ca-bundle");
 }
 
-// Writes key.pem (0600), cert.pem and bundle.pem into out_dir, each
-// atomically.
+// Before anything is asked of the CA (a join token is used up by the
+// request): out_dir exists or can be made, and is writable.
+absl::Status PrepareOutDir(const std::string& out_dir, mode_t mode) {
+  if (absl::Status s = util::MakeDirectories(out_dir, mode); !s.ok()) return s;
+  if (access(out_dir.c_str(), W_OK | X_OK) != 0) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot write into ", out_dir, ": ", strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+// Writes key.pem (0600), cert.pem and bundle.pem into out_dir as a set: all
+// three new ones, or (on an error) the old ones untouched, so a key is never
+// left beside a certificate it does not match.
 absl::Status WriteCredentials(const std::string& out_dir,
                               const client::IssuedCertificate& issued) {
-  if (absl::Status s = util::MakeDirectories(out_dir, 0700); !s.ok()) return s;
-  if (absl::Status s = util::WriteFileAtomically(
-          util::JoinPath(out_dir, "key.pem"), issued.key_pem, 0600);
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = util::WriteFileAtomically(
-          util::JoinPath(out_dir, "cert.pem"), issued.ChainPem(), 0644);
-      !s.ok()) {
-    return s;
-  }
-  return util::WriteFileAtomically(util::JoinPath(out_dir, "bundle.pem"),
-                                   issued.BundlePem(), 0644);
+  return util::ReplaceFiles(out_dir,
+                            {{"key.pem", issued.key_pem, 0600},
+                             {"cert.pem", issued.ChainPem(), 0644},
+                             {"bundle.pem", issued.BundlePem(), 0644}});
 }
 
 void PrintIssued(const client::IssuedCertificate& issued,
@@ -126,6 +133,7 @@ int CertRequest(const GlobalOptions& g, const std::string& token,
         "cert request: give exactly one of --token, --token-file, "
         "--join-token");
   }
+  if (absl::Status s = PrepareOutDir(out_dir, 0700); !s.ok()) return Fail(s);
   absl::StatusOr<std::unique_ptr<client::CaClient>> c = MakeClient(g);
   if (!c.ok()) return Fail(c.status());
   absl::StatusOr<client::IssuedCertificate> issued;
@@ -158,6 +166,7 @@ int CertRenew(const GlobalOptions& g, const std::string& cert_file,
   if (!cert.ok()) return Fail(cert.status());
   absl::StatusOr<std::string> key = util::ReadFile(key_file);
   if (!key.ok()) return Fail(key.status());
+  if (absl::Status s = PrepareOutDir(out_dir, 0700); !s.ok()) return Fail(s);
   absl::StatusOr<std::unique_ptr<client::CaClient>> c = MakeClient(g);
   if (!c.ok()) return Fail(c.status());
   absl::StatusOr<client::IssuedCertificate> issued =
@@ -215,13 +224,9 @@ int BundleFetch(const GlobalOptions& g, const std::string& out_dir) {
   if (absl::Status s = util::MakeDirectories(out_dir, 0755); !s.ok()) {
     return Fail(s);
   }
-  if (absl::Status s = util::WriteFileAtomically(
-          util::JoinPath(out_dir, "bundle.pem"), roots, 0644);
-      !s.ok()) {
-    return Fail(s);
-  }
-  if (absl::Status s = util::WriteFileAtomically(
-          util::JoinPath(out_dir, "crl.pem"), bundle->crl_pem(), 0644);
+  if (absl::Status s = util::ReplaceFiles(
+          out_dir,
+          {{"bundle.pem", roots, 0644}, {"crl.pem", bundle->crl_pem(), 0644}});
       !s.ok()) {
     return Fail(s);
   }
@@ -264,11 +269,18 @@ int Verify(const VerifyArgs& args) {
                        : args.trust_domain;
   options.trust_domain = td;
   options.path_only = args.path_only;
+  // The roots alone first, so that an error names the file it is in.
   absl::StatusOr<std::shared_ptr<const crypto::TrustBundle>> bundle =
-      crypto::TrustBundle::Create(td, {*roots}, crls);
+      crypto::TrustBundle::Create(td, {*roots}, {});
   if (!bundle.ok()) {
     return Fail(
         absl::StrCat(args.bundle_file, ": ", bundle.status().message()));
+  }
+  if (!crls.empty()) {
+    bundle = crypto::TrustBundle::Create(td, {*roots}, crls);
+    if (!bundle.ok()) {
+      return Fail(absl::StrCat(args.crl_file, ": ", bundle.status().message()));
+    }
   }
   if (args.path_only) {
     absl::StatusOr<std::vector<crypto::X509Ptr>> certs =

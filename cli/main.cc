@@ -62,8 +62,9 @@ namespace {
 constexpr char kUsage[] =
     "meshguardctl: request, inspect and verify meshguard certificates; "
     "administer the CA.\n\n"
-    "Usage: meshguardctl [--ca ADDR --ca-bundle FILE] [--admin-socket PATH] "
-    "COMMAND ...\n\n"
+    "Usage: meshguardctl [--ca ADDR --ca-bundle FILE [--ca-server-name N]]\n"
+    "                    [--admin-socket PATH | --cert C --key K] COMMAND "
+    "...\n\n"
     "Commands:\n"
     "  cert request (--token T | --token-file F | --join-token J) --out-dir O "
     "[--ttl D]\n"
@@ -123,6 +124,12 @@ int main(int argc, char** argv) {
   g.admin_socket = absl::GetFlag(FLAGS_admin_socket);
   g.cert_file = absl::GetFlag(FLAGS_cert);
   g.key_file = absl::GetFlag(FLAGS_key);
+
+  if (absl::GetFlag(FLAGS_ttl) < absl::ZeroDuration()) {
+    return Usage(
+        "--ttl must not be negative (e.g. 1h; 0 or none for the "
+        "default)");
+  }
 
   const std::string& cmd = args[0];
   const std::string sub = args.size() > 1 ? args[1] : "";

@@ -1,21 +1,29 @@
 #include "identity/ca/bundle_publisher.h"
 
+#include "absl/strings/str_cat.h"
+
 namespace meshguard::ca {
 
-uint64_t BundlePublisher::Publish(const std::vector<std::string>& root_pems,
-                                  const std::string& crl_pem) {
+absl::Status BundlePublisher::Publish(const std::vector<std::string>& root_pems,
+                                      const std::string& crl_pem,
+                                      uint64_t sequence_number) {
   absl::MutexLock lock(&mu_);
+  if (sequence_number <= current_.sequence_number()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("trust bundle sequence number ", sequence_number,
+                     " is not above the current ", current_.sequence_number()));
+  }
   current_.set_trust_domain(trust_domain_);
   current_.clear_root_certificates_pem();
   for (const std::string& pem : root_pems) {
     current_.add_root_certificates_pem(pem);
   }
   current_.set_crl_pem(crl_pem);
-  current_.set_sequence_number(current_.sequence_number() + 1);
+  current_.set_sequence_number(sequence_number);
   // Listeners only queue a write; calling them under the lock keeps every
   // watcher's view in sequence order.
   for (auto& [handle, listener] : listeners_) listener(current_);
-  return current_.sequence_number();
+  return absl::OkStatus();
 }
 
 meshguard::ca::v1::TrustBundle BundlePublisher::Current() const {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "proto/ca.pb.h"
 
@@ -26,10 +27,14 @@ class BundlePublisher final {
   explicit BundlePublisher(std::string trust_domain)
       : trust_domain_(std::move(trust_domain)) {}
 
-  // Replaces roots and CRL; bumps the sequence number and tells every
-  // listener. Returns the new sequence number.
-  uint64_t Publish(const std::vector<std::string>& root_pems,
-                   const std::string& crl_pem) ABSL_LOCKS_EXCLUDED(mu_);
+  // Replaces roots and CRL under `sequence_number` and tells every listener.
+  // The caller's number must survive a restart of the CA (the CA uses the
+  // CRL number, kept in the issuance log): watchers ignore a bundle whose
+  // number is not above the last one they saw. A number that does not
+  // increase is refused with FAILED_PRECONDITION and nothing is published.
+  absl::Status Publish(const std::vector<std::string>& root_pems,
+                       const std::string& crl_pem, uint64_t sequence_number)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   meshguard::ca::v1::TrustBundle Current() const ABSL_LOCKS_EXCLUDED(mu_);
 

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "google/protobuf/util/time_util.h"
 #include "identity/crypto/certificate.h"
 #include "identity/crypto/keys.h"
@@ -192,6 +193,22 @@ absl::Status ValidateCaConfig(const CaConfig& config) {
     }
   }
   return absl::OkStatus();
+}
+
+std::string SigningCertificateTrustDomain(const CaConfig& config) {
+  absl::StatusOr<std::string> pem = util::ReadFile(config.signing_cert_file());
+  if (!pem.ok()) return "";
+  absl::StatusOr<std::vector<crypto::X509Ptr>> chain =
+      crypto::ParseCertificateChainPem(*pem);
+  if (!chain.ok() || chain->empty()) return "";
+  for (const std::string& uri : crypto::UriSans(chain->front().get())) {
+    absl::string_view rest = uri;
+    if (!absl::ConsumePrefix(&rest, "spiffe://")) continue;
+    if (crypto::SpiffeId::ValidateTrustDomain(rest).ok()) {
+      return std::string(rest);
+    }
+  }
+  return "";
 }
 
 absl::StatusOr<CaMaterial> LoadCaMaterial(const CaConfig& config) {

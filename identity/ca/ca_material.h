@@ -31,6 +31,8 @@ inline constexpr char kIntermediateKeyFile[] = "intermediate-key.pem";
 inline constexpr char kBundleFile[] = "bundle.pem";
 inline constexpr char kDatabaseFile[] = "meshguard-ca.db";
 inline constexpr char kAdminSocketFile[] = "admin.sock";
+// Held (flock) by the serving meshguard-ca; its pid inside.
+inline constexpr char kLockFile[] = "ca.lock";
 
 struct InitOptions {
   std::string data_dir;
@@ -60,6 +62,12 @@ struct CaMaterial {
   absl::Time earliest_root_expiry;
   absl::Time intermediate_not_after;
 };
+
+// The trust domain the signing certificate certifies (its URI SAN
+// "spiffe://TD", as `meshguard-ca init` writes it), or "" if the file cannot
+// be read or names none (LoadCaMaterial reports an unreadable file).
+std::string SigningCertificateTrustDomain(
+    const meshguard::config::v1::CaConfig& config);
 
 // Loads the signing certificate and key and the trust bundle named by a
 // defaulted config. Checks that the signing certificate chains to a root of

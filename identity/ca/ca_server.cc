@@ -224,7 +224,17 @@ class CaState final {
       absl::MutexLock vlock(&verifier_mu_);
       verifier_bundle_ = *bundle;
     }
-    return publisher_.Publish(material_.root_pems, *crl_pem);
+    // The bundle's sequence number is the CRL's: both only go up, and the
+    // CRL number is kept in the issuance log, so a restarted CA does not
+    // publish numbers its watchers have already seen (they would ignore
+    // every bundle until the count caught up).
+    const auto sequence = static_cast<uint64_t>(*number);
+    if (absl::Status published =
+            publisher_.Publish(material_.root_pems, *crl_pem, sequence);
+        !published.ok()) {
+      return published;
+    }
+    return sequence;
   }
 
   std::shared_ptr<const crypto::TrustBundle> verifier_bundle() const
@@ -753,15 +763,8 @@ class CertificateAuthorityAdminImpl final
                                v1::CreateJoinTokenResponse* response) override {
     std::string admin;
     if (grpc::Status s = Authorize(*context, &admin); !s.ok()) return s;
-    absl::StatusOr<crypto::SpiffeId> id =
-        crypto::SpiffeId::Parse(request->spiffe_id());
+    absl::StatusOr<crypto::SpiffeId> id = ParseMemberId(request->spiffe_id());
     if (!id.ok()) return ToGrpc(id.status());
-    if (!id->MemberOf(state_->config().trust_domain())) {
-      return grpc::Status(
-          grpc::StatusCode::INVALID_ARGUMENT,
-          absl::StrCat(id->ToString(), " is not in this CA's trust domain ",
-                       state_->config().trust_domain()));
-    }
     absl::Duration ttl = kDefaultJoinTokenTtl;
     if (request->has_ttl()) ttl = ToAbsl(request->ttl());
     if (ttl <= absl::ZeroDuration() || ttl > kMaxJoinTokenTtl) {
@@ -793,19 +796,40 @@ class CertificateAuthorityAdminImpl final
     const absl::Time now = absl::Now();
     absl::StatusOr<std::vector<std::string>> revoked;
     switch (request->target_case()) {
-      case v1::RevokeCertificateRequest::kSerial:
-        revoked = state_->store().RevokeSerial(request->serial(),
-                                               request->reason(), now);
+      case v1::RevokeCertificateRequest::kSerial: {
+        absl::StatusOr<std::string> serial =
+            crypto::NormalizeSerialHex(request->serial());
+        if (!serial.ok()) return ToGrpc(serial.status());
+        revoked = state_->store().RevokeSerial(*serial, request->reason(), now);
         break;
-      case v1::RevokeCertificateRequest::kSpiffeId:
-        revoked = state_->store().RevokeSpiffeId(request->spiffe_id(),
+      }
+      case v1::RevokeCertificateRequest::kSpiffeId: {
+        absl::StatusOr<crypto::SpiffeId> id =
+            ParseMemberId(request->spiffe_id());
+        if (!id.ok()) return ToGrpc(id.status());
+        revoked = state_->store().RevokeSpiffeId(id->ToString(),
                                                  request->reason(), now);
         break;
+      }
       default:
         return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                             "set serial or spiffe_id");
     }
     if (!revoked.ok()) return ToGrpc(revoked.status());
+    if (revoked->empty()) {
+      // Nothing changed, so no new CRL and no new bundle: every new bundle
+      // makes each sidecar drain its connections.
+      response->set_bundle_sequence_number(
+          state_->publisher().Current().sequence_number());
+      util::LogLine("info", "revoke_nothing_new")
+          .Add("target",
+               request->target_case() == v1::RevokeCertificateRequest::kSerial
+                   ? request->serial()
+                   : request->spiffe_id())
+          .Add("admin", admin)
+          .Emit();
+      return grpc::Status::OK;
+    }
     absl::StatusOr<uint64_t> sequence = state_->RefreshCrl();
     if (!sequence.ok()) {
       return ToGrpc(absl::Status(
@@ -833,7 +857,11 @@ class CertificateAuthorityAdminImpl final
     std::string admin;
     if (grpc::Status s = Authorize(*context, &admin); !s.ok()) return s;
     IssuanceStore::ListFilter filter;
-    filter.spiffe_id = request->spiffe_id();
+    if (!request->spiffe_id().empty()) {
+      absl::StatusOr<crypto::SpiffeId> id = ParseMemberId(request->spiffe_id());
+      if (!id.ok()) return ToGrpc(id.status());
+      filter.spiffe_id = id->ToString();
+    }
     filter.live_only = request->live_only();
     filter.now = absl::Now();
     filter.limit = request->limit() == 0 ? 1000 : request->limit();
@@ -858,6 +886,19 @@ class CertificateAuthorityAdminImpl final
   }
 
  private:
+  // A SPIFFE ID an admin call names: well-formed and in this CA's trust
+  // domain, or INVALID_ARGUMENT saying which.
+  absl::StatusOr<crypto::SpiffeId> ParseMemberId(absl::string_view text) const {
+    absl::StatusOr<crypto::SpiffeId> id = crypto::SpiffeId::Parse(text);
+    if (!id.ok()) return id.status();
+    if (!id->MemberOf(state_->config().trust_domain())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(id->ToString(), " is not in this CA's trust domain ",
+                       state_->config().trust_domain()));
+    }
+    return id;
+  }
+
   grpc::Status Authorize(const grpc::ServerContext& context,
                          std::string* admin) {
     if (over_unix_socket_) {
@@ -885,8 +926,9 @@ class CertificateAuthorityAdminImpl final
 
 class CaServerImpl final : public CaServer {
  public:
-  explicit CaServerImpl(std::unique_ptr<CaState> state)
-      : state_(std::move(state)),
+  CaServerImpl(std::unique_ptr<CaState> state, util::ExclusiveLock lock)
+      : lock_(std::move(lock)),
+        state_(std::move(state)),
         ca_service_(state_.get()),
         admin_over_tls_(state_.get(), /*over_unix_socket=*/false),
         admin_over_socket_(state_.get(), /*over_unix_socket=*/true) {}
@@ -935,6 +977,10 @@ class CaServerImpl final : public CaServer {
         GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_BUT_DONT_VERIFY);
 
     grpc::ServerBuilder builder;
+    // gRPC sets SO_REUSEPORT by default, which lets a second CA bind the
+    // same port and take half the connections; a busy port must be an
+    // error.
+    builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
     builder.AddListeningPort(
         config.listen(), grpc::experimental::TlsServerCredentials(tls_options),
         &grpc_port_);
@@ -1039,7 +1085,7 @@ class CaServerImpl final : public CaServer {
     request.dns_names.push_back("localhost");
     std::string host, port;
     if (SplitHostPort(config.listen(), &host, &port) && LooksLikeIp(host) &&
-        host != "0.0.0.0" && host != "::") {
+        host != "0.0.0.0" && host != "::" && host != "127.0.0.1") {
       request.ip_addresses.push_back(host);
     }
     request.ip_addresses.push_back("127.0.0.1");
@@ -1113,6 +1159,7 @@ class CaServerImpl final : public CaServer {
     }
   }
 
+  util::ExclusiveLock lock_;  // on the data dir; released last
   std::unique_ptr<CaState> state_;
   CertificateAuthorityImpl ca_service_;
   CertificateAuthorityAdminImpl admin_over_tls_;
@@ -1139,10 +1186,30 @@ class CaServerImpl final : public CaServer {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<CaServer>> CaServer::Create(CaConfig config) {
+  const std::string configured_trust_domain = config.trust_domain();
   ApplyCaDefaults(&config);
+  // The data dir's CA says which trust domain it signs for; a config or
+  // flag naming another one is a mistake to stop at, not to serve with.
+  if (const std::string certified = SigningCertificateTrustDomain(config);
+      !certified.empty()) {
+    if (configured_trust_domain.empty()) {
+      config.set_trust_domain(certified);
+    } else if (configured_trust_domain != certified) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "field trust_domain: \"", configured_trust_domain,
+          "\", but the signing certificate ", config.signing_cert_file(),
+          " is for trust domain \"", certified, "\""));
+    }
+  }
   if (absl::Status s = ValidateCaConfig(config); !s.ok()) return s;
   absl::StatusOr<CaMaterial> material = LoadCaMaterial(config);
   if (!material.ok()) return material.status();
+  // One CA per data dir: a second one would take over admin.sock and the
+  // serving certificate and write to the same log. Held until exit.
+  absl::StatusOr<util::ExclusiveLock> lock = util::ExclusiveLock::Acquire(
+      util::JoinPath(config.data_dir(), kLockFile),
+      absl::StrCat("data dir ", config.data_dir()));
+  if (!lock.ok()) return lock.status();
   absl::StatusOr<std::unique_ptr<IssuanceStore>> store =
       IssuanceStore::Open(config.storage().dsn());
   if (!store.ok()) return store.status();
@@ -1160,7 +1227,8 @@ absl::StatusOr<std::unique_ptr<CaServer>> CaServer::Create(CaConfig config) {
   auto state =
       std::make_unique<CaState>(std::move(config), std::move(*material),
                                 std::move(*store), std::move(jwt));
-  return std::unique_ptr<CaServer>(new CaServerImpl(std::move(state)));
+  return std::unique_ptr<CaServer>(
+      new CaServerImpl(std::move(state), std::move(*lock)));
 }
 
 }  // namespace meshguard::ca

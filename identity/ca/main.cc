@@ -13,13 +13,16 @@
 #include "absl/time/time.h"
 #include "identity/ca/ca_material.h"
 #include "identity/ca/ca_server.h"
+#include "identity/crypto/spiffe_id.h"
 #include "identity/util/flag_names.h"
 #include "identity/util/yaml_config.h"
 
 ABSL_FLAG(std::string, data_dir, "",
           "CA data directory (keys, bundle.pem, issuance log, admin.sock).");
-ABSL_FLAG(std::string, trust_domain, "cluster.local",
-          "init: trust domain of the new CA.");
+ABSL_FLAG(std::string, trust_domain, "",
+          "init: trust domain of the new CA (default cluster.local). serve: "
+          "optional; must be the one the data dir's CA certifies, which is "
+          "used when neither this flag nor the config sets one.");
 ABSL_FLAG(absl::Duration, root_ttl, absl::Hours(24 * 365 * 10),
           "init: lifetime of the root certificate.");
 ABSL_FLAG(absl::Duration, intermediate_ttl, absl::Hours(24 * 365),
@@ -39,12 +42,16 @@ constexpr char kUsage[] =
     "meshguard-ca: the meshguard certificate authority.\n\n"
     "Usage:\n"
     "  meshguard-ca init --data-dir D [--trust-domain cluster.local]\n"
+    "      [--root-ttl 87600h] [--intermediate-ttl 8760h]\n"
     "      Create a root and an intermediate CA (ECDSA P-256) and "
     "D/bundle.pem.\n"
     "      Refuses to overwrite existing keys.\n"
     "  meshguard-ca serve --data-dir D [--config ca.yaml]\n"
     "      [--listen 127.0.0.1:15012] [--admin-listen 127.0.0.1:15014]\n"
-    "      Serve meshguard.ca.v1 over TLS; admin API on D/admin.sock.\n";
+    "      [--trust-domain TD]\n"
+    "      Serve meshguard.ca.v1 over TLS; admin API on D/admin.sock.\n"
+    "      The trust domain is the one D's CA certificate certifies; one\n"
+    "      meshguard-ca at a time per data dir (D/ca.lock).\n";
 
 absl::Notification* g_stop = nullptr;
 
@@ -64,6 +71,9 @@ int RunInit() {
   meshguard::ca::InitOptions options;
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
   options.trust_domain = absl::GetFlag(FLAGS_trust_domain);
+  if (options.trust_domain.empty()) {
+    options.trust_domain = std::string(meshguard::crypto::kDefaultTrustDomain);
+  }
   options.root_ttl = absl::GetFlag(FLAGS_root_ttl);
   options.intermediate_ttl = absl::GetFlag(FLAGS_intermediate_ttl);
   if (options.data_dir.empty()) return Fail("init: --data-dir is required");
@@ -86,6 +96,9 @@ int RunServe() {
   }
   if (!absl::GetFlag(FLAGS_data_dir).empty()) {
     config.set_data_dir(absl::GetFlag(FLAGS_data_dir));
+  }
+  if (!absl::GetFlag(FLAGS_trust_domain).empty()) {
+    config.set_trust_domain(absl::GetFlag(FLAGS_trust_domain));
   }
   if (!absl::GetFlag(FLAGS_listen).empty()) {
     config.set_listen(absl::GetFlag(FLAGS_listen));

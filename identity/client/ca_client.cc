@@ -220,6 +220,11 @@ absl::StatusOr<std::unique_ptr<CaAdminClient>> CaAdminClient::ForMtls(
 
 absl::StatusOr<v1::CreateJoinTokenResponse> CaAdminClient::CreateJoinToken(
     const std::string& spiffe_id, absl::Duration ttl) {
+  if (ttl < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ttl ", absl::FormatDuration(ttl),
+                     " is negative (zero asks for the default, 10m)"));
+  }
   v1::CreateJoinTokenRequest request;
   request.set_spiffe_id(spiffe_id);
   if (ttl > absl::ZeroDuration()) *request.mutable_ttl() = ToProto(ttl);

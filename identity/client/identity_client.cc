@@ -44,6 +44,11 @@ absl::StatusOr<v1::IssueCertificateResponse> IdentityClient::Issue(
 absl::StatusOr<IssuedCertificate> IdentityClient::IssueNew(
     const std::string& join_token, CallCredentials credentials,
     const std::string& spiffe_id, absl::Duration ttl) {
+  if (ttl < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ttl ", absl::FormatDuration(ttl),
+                     " is negative (zero asks for the CA's default)"));
+  }
   IssuedCertificate out;
   absl::StatusOr<crypto::EvpPkeyPtr> key = crypto::GenerateEcP256Key();
   if (!key.ok()) return key.status();

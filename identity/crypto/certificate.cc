@@ -13,7 +13,9 @@
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "identity/crypto/keys.h"
 
 namespace meshguard::crypto {
@@ -208,6 +210,35 @@ std::string SerialHex(X509* cert) {
   size_t first = s.find_first_not_of('0', start);
   if (first == std::string::npos) return "0";
   return absl::StrCat(negative ? "-" : "", s.substr(first));
+}
+
+absl::StatusOr<std::string> NormalizeSerialHex(absl::string_view typed) {
+  absl::string_view in = absl::StripAsciiWhitespace(typed);
+  if (absl::StartsWithIgnoreCase(in, "0x")) in.remove_prefix(2);
+  std::string digits;
+  digits.reserve(in.size());
+  for (char c : in) {
+    if (c == ':') continue;
+    if (!absl::ascii_isxdigit(static_cast<unsigned char>(c))) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "serial \"", typed,
+          "\" is not a hexadecimal number (e.g. 3f2a9c or 3F:2A:9C)"));
+    }
+    digits.push_back(absl::ascii_tolower(static_cast<unsigned char>(c)));
+  }
+  if (digits.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("serial \"", typed, "\" is empty"));
+  }
+  const size_t first = digits.find_first_not_of('0');
+  if (first == std::string::npos) return std::string("0");
+  digits.erase(0, first);
+  if (digits.size() > 40) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("serial \"", typed,
+                     "\" is longer than 20 bytes, the most RFC 5280 allows"));
+  }
+  return digits;
 }
 
 absl::Time Asn1TimeToAbsl(const ASN1_TIME* t) {

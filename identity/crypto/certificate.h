@@ -35,6 +35,13 @@ absl::StatusOr<std::string> CertificateToDer(X509* cert);
 // Lowercase hex, no leading zeros, "0" for zero, "-" prefix if negative.
 std::string SerialHex(X509* cert);
 
+// A serial number as a person may type it, in SerialHex's form: upper or
+// lower case, an optional "0x", leading zeros, and ':' between byte pairs
+// (as `openssl x509 -serial` and browsers print it) are accepted. Anything
+// else (an empty string, a non-hex digit, more than 20 bytes, which RFC 5280
+// forbids) is INVALID_ARGUMENT naming the input.
+absl::StatusOr<std::string> NormalizeSerialHex(absl::string_view typed);
+
 absl::Time NotBefore(X509* cert);
 absl::Time NotAfter(X509* cert);
 

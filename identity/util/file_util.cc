@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -124,6 +125,136 @@ absl::Status WriteNewFile(const std::string& path, absl::string_view contents,
     return written;
   }
   return SyncDirectoryOf(path);
+}
+
+absl::Status ReplaceFiles(const std::string& dir,
+                          const std::vector<FileToWrite>& files) {
+  const std::string suffix = absl::StrCat(".", getpid());
+  auto temp_of = [&](const FileToWrite& f) {
+    return JoinPath(dir, absl::StrCat(".", f.name, ".new", suffix));
+  };
+  auto backup_of = [&](const FileToWrite& f) {
+    return JoinPath(dir, absl::StrCat(".", f.name, ".old", suffix));
+  };
+  auto remove_temps = [&] {
+    for (const FileToWrite& f : files) unlink(temp_of(f).c_str());
+  };
+  // 1. Every new file, complete and synced, beside its target.
+  for (const FileToWrite& f : files) {
+    const std::string tmp = temp_of(f);
+    int fd =
+        open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, f.mode);
+    absl::Status s =
+        fd < 0 ? ErrnoError("cannot create", tmp, errno) : absl::OkStatus();
+    if (s.ok() && fchmod(fd, f.mode) != 0) {
+      s = ErrnoError("cannot chmod", tmp, errno);
+    }
+    if (s.ok()) s = WriteAll(fd, f.contents, tmp);
+    if (fd >= 0) close(fd);
+    if (!s.ok()) {
+      remove_temps();
+      return s;
+    }
+  }
+  // 2. A hard link to each old target, to put it back if a later rename
+  //    fails (a target that cannot be linked, e.g. immutable, would not be
+  //    replaceable either: stop before anything changed).
+  std::vector<bool> had_old(files.size(), false);
+  auto remove_backups = [&] {
+    for (size_t i = 0; i < files.size(); ++i) {
+      if (had_old[i]) unlink(backup_of(files[i]).c_str());
+    }
+  };
+  for (size_t i = 0; i < files.size(); ++i) {
+    const std::string target = JoinPath(dir, files[i].name);
+    struct stat st;
+    if (lstat(target.c_str(), &st) != 0) {
+      if (errno == ENOENT) continue;
+      absl::Status s = ErrnoError("cannot stat", target, errno);
+      remove_backups();
+      remove_temps();
+      return s;
+    }
+    if (S_ISDIR(st.st_mode)) {
+      remove_backups();
+      remove_temps();
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot replace ", target, ": it is a directory"));
+    }
+    const std::string backup = backup_of(files[i]);
+    unlink(backup.c_str());
+    if (link(target.c_str(), backup.c_str()) != 0) {
+      absl::Status s = ErrnoError("cannot replace", target, errno);
+      remove_backups();
+      remove_temps();
+      return s;
+    }
+    had_old[i] = true;
+  }
+  // 3. The renames; on a failure, the ones done are undone.
+  for (size_t i = 0; i < files.size(); ++i) {
+    const std::string target = JoinPath(dir, files[i].name);
+    if (rename(temp_of(files[i]).c_str(), target.c_str()) == 0) continue;
+    absl::Status s = ErrnoError("cannot replace", target, errno);
+    for (size_t j = 0; j < i; ++j) {
+      const std::string done = JoinPath(dir, files[j].name);
+      if (had_old[j]) {
+        rename(backup_of(files[j]).c_str(), done.c_str());
+        had_old[j] = false;
+      } else {
+        unlink(done.c_str());
+      }
+    }
+    remove_backups();
+    remove_temps();
+    SyncDirectoryOf(target).IgnoreError();
+    return s;
+  }
+  remove_backups();
+  return SyncDirectoryOf(JoinPath(dir, files.empty() ? "" : files[0].name));
+}
+
+ExclusiveLock& ExclusiveLock::operator=(ExclusiveLock&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) close(fd_);
+    fd_ = other.fd_;
+    other.fd_ = -1;
+  }
+  return *this;
+}
+
+ExclusiveLock::~ExclusiveLock() {
+  if (fd_ >= 0) close(fd_);
+}
+
+absl::StatusOr<ExclusiveLock> ExclusiveLock::Acquire(const std::string& path,
+                                                     absl::string_view what) {
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return ErrnoError("cannot open lock file", path, errno);
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    if (err != EWOULDBLOCK) {
+      close(fd);
+      return ErrnoError("cannot lock", path, err);
+    }
+    char pid[32] = {0};
+    ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+    close(fd);
+    std::string holder(pid, n > 0 ? static_cast<size_t>(n) : 0);
+    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) {
+      holder.pop_back();
+    }
+    return absl::FailedPreconditionError(
+        absl::StrCat(what, " is in use by another process",
+                     holder.empty() ? "" : absl::StrCat(" (pid ", holder, ")"),
+                     ": it holds the lock on ", path));
+  }
+  const std::string mine = absl::StrCat(getpid(), "\n");
+  if (ftruncate(fd, 0) != 0 || pwrite(fd, mine.data(), mine.size(), 0) !=
+                                   static_cast<ssize_t>(mine.size())) {
+    // The lock is what matters; the pid is only for the message.
+  }
+  return ExclusiveLock(fd);
 }
 
 bool FileExists(const std::string& path) {

@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -27,7 +28,45 @@ absl::Status WriteFileAtomically(const std::string& path,
 absl::Status WriteNewFile(const std::string& path, absl::string_view contents,
                           mode_t mode);
 
+// One file of a set written by ReplaceFiles.
+struct FileToWrite {
+  std::string name;  // within the directory
+  std::string contents;
+  mode_t mode;
+};
+
+// Replaces several files in `dir` as a set, for files that only make sense
+// together (a key and its certificate): every new file is written and
+// synced under a temporary name first, then each is renamed over its
+// target. If anything fails, every target that was already replaced is put
+// back, so the directory holds either all the new files or all the old
+// ones; the error names the file. (A crash of the machine between two
+// renames can still leave a mix; that window is a few system calls.)
+absl::Status ReplaceFiles(const std::string& dir,
+                          const std::vector<FileToWrite>& files);
+
 bool FileExists(const std::string& path);
+
+// An exclusive advisory lock (flock) on `path`, created if missing, held
+// until the object is destroyed, and released by the kernel if the process
+// dies. The holder's pid is written into the file. If another process holds
+// it: FAILED_PRECONDITION naming `what`, the file and that process's pid.
+class ExclusiveLock {
+ public:
+  static absl::StatusOr<ExclusiveLock> Acquire(const std::string& path,
+                                               absl::string_view what);
+  ExclusiveLock(ExclusiveLock&& other) noexcept : fd_(other.fd_) {
+    other.fd_ = -1;
+  }
+  ExclusiveLock& operator=(ExclusiveLock&& other) noexcept;
+  ExclusiveLock(const ExclusiveLock&) = delete;
+  ExclusiveLock& operator=(const ExclusiveLock&) = delete;
+  ~ExclusiveLock();
+
+ private:
+  explicit ExclusiveLock(int fd) : fd_(fd) {}
+  int fd_;
+};
 
 // Creates `path` (and parents) with `mode` if missing.
 absl::Status MakeDirectories(const std::string& path, mode_t mode);

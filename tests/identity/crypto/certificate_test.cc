@@ -298,5 +298,46 @@ TEST_F(CertificateTest, CrlPemRoundTrip) {
   EXPECT_FALSE(ParseCrlPem(*pem + *pem).ok());
 }
 
+TEST(NormalizeSerialHexTest, AcceptsTheWaysToolsPrintASerial) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"3f2a9c", "3f2a9c"},
+      {"3F2A9C", "3f2a9c"},
+      {"003f2a9c", "3f2a9c"},
+      {"3F:2A:9C", "3f2a9c"},
+      {"0x3f2a9c", "3f2a9c"},
+      {"0X00:3F:2A:9C", "3f2a9c"},
+      {"  3f2a9c\n", "3f2a9c"},
+      {"0", "0"},
+      {"0000", "0"},
+      {std::string(40, 'f'), std::string(40, 'f')},
+      {"00" + std::string(40, 'f'), std::string(40, 'f')},
+  };
+  for (const auto& [typed, want] : cases) {
+    absl::StatusOr<std::string> got = NormalizeSerialHex(typed);
+    ASSERT_TRUE(got.ok()) << typed << ": " << got.status();
+    EXPECT_EQ(*got, want) << typed;
+  }
+}
+
+TEST(NormalizeSerialHexTest, RefusesWhatIsNotASerialNamingIt) {
+  for (const std::string& bad :
+       {std::string(""), std::string("0x"), std::string(":"),
+        std::string("zz12"), std::string("3f 2a"), std::string("-3f"),
+        std::string("3f2a9g"), std::string(41, 'f')}) {
+    absl::StatusOr<std::string> got = NormalizeSerialHex(bad);
+    EXPECT_EQ(got.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(got.status().message(), HasSubstr(absl::StrCat("\"", bad)))
+        << bad;
+  }
+}
+
+TEST_F(CertificateTest, NormalizedSerialMatchesSerialHex) {
+  const std::string printed = SerialHex(leaf_.get());
+  absl::StatusOr<std::string> normalized =
+      NormalizeSerialHex(absl::AsciiStrToUpper("00" + printed));
+  ASSERT_TRUE(normalized.ok()) << normalized.status();
+  EXPECT_EQ(*normalized, printed);
+}
+
 }  // namespace
 }  // namespace meshguard::crypto
