@@ -346,8 +346,12 @@ void IdentityAgent::Run() {
   }
 }
 
+void IdentityAgent::RequestStop() {
+  if (!stop_requested_.exchange(true)) stop_.Notify();
+}
+
 void IdentityAgent::Stop() {
-  if (!stop_.HasBeenNotified()) stop_.Notify();
+  RequestStop();
   if (thread_.joinable()) thread_.join();
   if (watch_ != nullptr) {
     watch_->Stop();

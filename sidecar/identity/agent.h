@@ -93,6 +93,10 @@ class IdentityAgent final {
   // Starts the renewal thread and the bundle watch. Call after Bootstrap.
   void Start();
   void Stop();
+  // Ends a Bootstrap() waiting between attempts (it returns its last error)
+  // and the renewal loop; thread-safe, for a signal while bootstrapping.
+  // Stop() is still needed to join what Start() started.
+  void RequestStop();
 
   // Holds an unexpired identity.
   bool Ready() const;
@@ -131,6 +135,7 @@ class IdentityAgent final {
   std::unique_ptr<client::BundleWatch> watch_;  // only the Run thread swaps it
   std::atomic<bool> reopen_watch_{false};
   absl::Notification stop_;
+  std::atomic<bool> stop_requested_{false};  // stop_ notified exactly once
   std::thread thread_;
 };
 

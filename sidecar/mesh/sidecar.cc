@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "absl/cleanup/cleanup.h"
@@ -197,7 +198,10 @@ absl::Status RunSidecar(const SidecarConfig& config,
       });
   metrics.AddGauge("meshguard_ready", "1 when the sidecar serves traffic.")
       ->WithLabels({})
-      ->SetCallback([&ready] { return ready.load() ? 1.0 : 0.0; });
+      ->SetCallback([&ready, &agent] {
+        // As /readyz: serving, and on an unexpired identity.
+        return ready.load() && agent.Ready() ? 1.0 : 0.0;
+      });
 
   util::AdminHttpServer* http = admin->get();
   http->Handle("/healthz", {"GET"}, [](const util::HttpRequest&) {
@@ -291,29 +295,78 @@ absl::Status RunSidecar(const SidecarConfig& config,
       .Add("ca", config.ca().address())
       .Emit();
 
-  // 4. A valid identity before any listener.
-  if (absl::Status s = agent.Bootstrap(absl::Now() + options.bootstrap_timeout);
-      !s.ok()) {
-    return absl::Status(s.code(), absl::StrCat("cannot get an identity from "
-                                               "the CA: ",
-                                               s.message()));
+  // 4. What can still be wrong with the config, checked before the
+  // bootstrap: a join token is spent by it, so a config error found later
+  // would leave the operator with a config fixed and a token gone.
+  absl::StatusOr<std::unique_ptr<AccessLog>> access_log = AccessLog::Open(
+      config.access_log().path(), config.access_log().sample_rate());
+  if (!access_log.ok()) return access_log.status();
+  absl::StatusOr<std::unique_ptr<OutboundRouter>> outbound_router =
+      OutboundRouter::Create(config, config.listeners().outbound());
+  if (!outbound_router.ok()) return outbound_router.status();
+  // The listeners are bound once an identity is held; a port someone else
+  // listens on is found now (AddListener checks again).
+  for (const auto& [field, address] :
+       {std::pair<const char*, std::string>{"listeners.outbound",
+                                            config.listeners().outbound()},
+        {"listeners.inbound", config.listeners().inbound()}}) {
+    if (absl::Status s = proxy::CheckNobodyListensOn(address); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat(field, ": ", s.message()));
+    }
+  }
+  if (!config.ca().token_file().empty()) {
+    // Read again at every bootstrap and renewal attempt (the kubelet
+    // rotates it); missing at start is a mistake, not a wait.
+    if (absl::StatusOr<std::string> token =
+            util::ReadFile(config.ca().token_file(), 65536);
+        !token.ok()) {
+      return absl::Status(
+          token.status().code(),
+          absl::StrCat("ca.token_file: ", token.status().message()));
+    }
+  }
+
+  // 5. A valid identity before any listener. SIGTERM or SIGINT while the
+  // CA is being waited for (it is down, the pod is being deleted) ends the
+  // wait: the stop signals are blocked in every thread, so one thread
+  // waits for them for the length of the bootstrap.
+  std::atomic<bool> bootstrapping{true};
+  std::atomic<bool> signalled{false};
+  std::thread signal_watch([&] {
+    while (bootstrapping.load()) {
+      bool got = false;
+      BlockingWaitForSignal(absl::Milliseconds(200), &got).IgnoreError();
+      if (got) {
+        signalled = true;
+        agent.RequestStop();
+        return;
+      }
+    }
+  });
+  absl::Status bootstrapped =
+      agent.Bootstrap(absl::Now() + options.bootstrap_timeout);
+  bootstrapping = false;
+  signal_watch.join();
+  if (signalled.load()) {
+    agent.Stop();
+    util::LogLine("info", "sidecar_stopped").Add("during", "bootstrap").Emit();
+    return absl::OkStatus();
+  }
+  if (!bootstrapped.ok()) {
+    return absl::Status(bootstrapped.code(),
+                        absl::StrCat("cannot get an identity from the CA: ",
+                                     bootstrapped.message()));
   }
   agent.Start();
   std::shared_ptr<const TlsCredentials> creds = store.Current();
 
-  // 5. The data plane.
-  absl::StatusOr<std::unique_ptr<AccessLog>> access_log = AccessLog::Open(
-      config.access_log().path(), config.access_log().sample_rate());
-  if (!access_log.ok()) return access_log.status();
+  // 6. The data plane.
   CallTelemetry telemetry(&metrics, access_log->get(),
                           config.metrics().max_principals(),
                           config.metrics().max_methods());
   InboundFilter inbound_filter(policy->get(), &telemetry);
   OutboundObserver outbound_observer(creds->spiffe_id, &telemetry);
   AppRouter app_router(config.app_address());
-  absl::StatusOr<std::unique_ptr<OutboundRouter>> outbound_router =
-      OutboundRouter::Create(config, config.listeners().outbound());
-  if (!outbound_router.ok()) return outbound_router.status();
   MeshConnectionSecurity security(&store);
 
   proxy::ProxyOptions proxy_options;
@@ -416,7 +469,7 @@ absl::Status RunSidecar(const SidecarConfig& config,
       .Add("workers", static_cast<int64_t>(config.workers()))
       .Emit();
 
-  // 6. Until a signal: new trust bundles (a new CRL, a root change) drain
+  // 7. Until a signal: new trust bundles (a new CRL, a root change) drain
   // connections authenticated under the old one, so a revoked peer's
   // connection does not live on.
   uint64_t bundle_sequence = creds->bundle_sequence;
@@ -434,7 +487,7 @@ absl::Status RunSidecar(const SidecarConfig& config,
     }
   }
 
-  // 7. Drain.
+  // 8. Drain.
   ready = false;
   util::LogLine("info", "sidecar_draining")
       .Add("deadline_s",

@@ -128,6 +128,17 @@ class ConnectionSecurity {  // thread-safe; called on worker threads
   // After PeerIdentity succeeded: which credentials this connection uses and
   // when the first of its certificates (ours or the peer's) expires.
   virtual CredentialInfo Credentials(SSL* ssl) { return CredentialInfo(); }
+
+  // After a failed handshake: why our verification refused the peer's
+  // certificate (empty if it did not; then TLS itself failed), and whether
+  // it was the peer's identity that was refused (an X.509-SVID rule, the
+  // trust domain, not the expected SPIFFE ID) rather than its chain (root,
+  // validity, CRL). For the caller's error and the failure metrics.
+  struct Refusal {
+    std::string message;
+    bool identity = false;
+  };
+  virtual Refusal HandshakeRefusal(SSL* ssl) { return Refusal(); }
 };
 
 }  // namespace meshguard::sidecar::proxy

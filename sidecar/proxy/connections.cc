@@ -277,10 +277,21 @@ void Connection::ContinueHandshake() {
   int err = SSL_get_error(ssl_, rv);
   if (!out_.empty()) ScheduleFlush();
   if (err == SSL_ERROR_WANT_READ) return;
-  const std::string reason = crypto::ConsumeSslErrors();
+  std::string reason = crypto::ConsumeSslErrors();
+  // Our verifier's own words ("peer is X, expected Y", "crl: ... revoked")
+  // say more than OpenSSL's "certificate verify failed".
+  if (worker_->security() != nullptr) {
+    std::string refusal = worker_->security()->HandshakeRefusal(ssl_).message;
+    if (!refusal.empty()) reason = std::move(refusal);
+  }
   // Best effort: let the peer see our alert before the socket closes.
   SendPending();
   if (!closed_) OnTransportError(reason, /*handshake=*/true);
+}
+
+bool Connection::HandshakeRefusedPeerIdentity() const {
+  return ssl_ != nullptr && worker_->security() != nullptr &&
+         worker_->security()->HandshakeRefusal(ssl_).identity;
 }
 
 void Connection::ReadTls() {
@@ -551,6 +562,8 @@ void DownstreamConnection::OnTransportError(const std::string& reason,
   if (handshake && ssl_ != nullptr) {
     if (reason == "timed out") {
       worker_->counters().downstream_handshake_timeout.Add();
+    } else if (HandshakeRefusedPeerIdentity()) {
+      worker_->counters().downstream_handshake_identity_rejected.Add();
     } else {
       worker_->counters().downstream_handshake_tls_error.Add();
     }
@@ -713,6 +726,8 @@ void UpstreamConnection::OnTransportError(const std::string& reason,
     if (target_.use_tls) {
       if (reason == "timed out") {
         worker_->counters().upstream_connect_timeout.Add();
+      } else if (HandshakeRefusedPeerIdentity()) {
+        worker_->counters().upstream_handshake_identity_rejected.Add();
       } else {
         worker_->counters().upstream_handshake_tls_error.Add();
       }

@@ -49,6 +49,9 @@ absl::StatusOr<int> Proxy::AddListener(const ListenerConfig& config) {
     return absl::InvalidArgumentError(
         "inbound TLS listener needs a ConnectionSecurity");
   }
+  if (absl::Status s = CheckNobodyListensOn(config.address); !s.ok()) {
+    return s;
+  }
   int port = -1;  // keep the configured port for the first worker
   for (auto& worker : workers_) {
     absl::StatusOr<int> bound = worker->Listen(config, port);

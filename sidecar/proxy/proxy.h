@@ -72,6 +72,13 @@ struct ListenerConfig {
 
 class Worker;
 
+// UNAVAILABLE if another socket is listening on `address` (a numeric
+// ip:port with a port other than 0). The workers' listeners share their port
+// through SO_REUSEPORT, which would also let them join a group another
+// process (of the same user) already listens with, silently splitting its
+// connections; a bind without SO_REUSEPORT is refused by any listener there.
+absl::Status CheckNobodyListensOn(const std::string& address);
+
 class Proxy {
  public:
   // Process-wide side effect: SIGPIPE is ignored (as nginx and gRPC do).

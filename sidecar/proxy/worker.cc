@@ -89,6 +89,36 @@ absl::Status Worker::Init() {
   return absl::OkStatus();
 }
 
+absl::Status CheckNobodyListensOn(const std::string& address) {
+  sockaddr_storage ss{};
+  int len = sizeof(ss);
+  if (!ParseSocketAddress(address, &ss, &len)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "listener address \"", address, "\" is not a numeric ip:port"));
+  }
+  const int port = ntohs(ss.ss_family == AF_INET
+                             ? reinterpret_cast<sockaddr_in*>(&ss)->sin_port
+                             : reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+  if (port == 0) return absl::OkStatus();  // the kernel picks a free one
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    return absl::InternalError(absl::StrCat("socket: ", strerror(errno)));
+  }
+  // SO_REUSEADDR: connections of an earlier run in TIME_WAIT are no
+  // reason to refuse; a listener is.
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  const int rc = bind(fd, reinterpret_cast<sockaddr*>(&ss), len);
+  const int err = errno;
+  close(fd);
+  if (rc != 0) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", address, ": ", strerror(err),
+        err == EADDRINUSE ? " (another process is listening there)" : ""));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<int> Worker::Listen(const ListenerConfig& config, int port) {
   sockaddr_storage ss{};
   int len = sizeof(ss);

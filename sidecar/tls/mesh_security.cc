@@ -69,6 +69,15 @@ absl::StatusOr<std::string> MeshConnectionSecurity::PeerIdentity(
   return crypto::VerifiedPeerId(ssl);
 }
 
+proxy::ConnectionSecurity::Refusal MeshConnectionSecurity::HandshakeRefusal(
+    SSL* ssl) {
+  Refusal refusal;
+  refusal.message = crypto::VerifyFailureMessage(ssl);
+  const std::string label = crypto::VerifyFailureLabel(ssl);
+  refusal.identity = label == "svid" || label == "unexpected_peer";
+  return refusal;
+}
+
 proxy::CredentialInfo MeshConnectionSecurity::Credentials(SSL* ssl) {
   proxy::CredentialInfo info;
   const TlsCredentials* creds = CredsOf(ssl);

@@ -23,6 +23,7 @@ class MeshConnectionSecurity final : public proxy::ConnectionSecurity {
   absl::StatusOr<std::string> PeerIdentity(
       SSL* ssl, const proxy::UpstreamTarget* target_or_null) override;
   proxy::CredentialInfo Credentials(SSL* ssl) override;
+  Refusal HandshakeRefusal(SSL* ssl) override;
 
  private:
   SSL* NewSsl(bool server);

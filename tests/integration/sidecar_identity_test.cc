@@ -433,7 +433,13 @@ TEST_F(SidecarIdentityTest, UpstreamWithUnexpectedSpiffeIdIsRefused) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_TRUE(absl::StrContains(status.error_message(), "handshake failure"))
       << status.error_message();
-  EXPECT_GT(client_->MetricSum(kInboundFailures, {"side=\"outbound\""}),
+  // The caller learns whom it reached and whom it expected.
+  EXPECT_TRUE(absl::StrContains(status.error_message(), "peer is spiffe://") &&
+              absl::StrContains(status.error_message(), ", expected spiffe://"))
+      << status.error_message();
+  EXPECT_GT(client_->MetricSum(kInboundFailures,
+                               {"side=\"outbound\"",
+                                "reason=\"identity_rejected\""}),
             before);
   // The right ID over the same upstream still works.
   EchoVia(kEchoAuthority, {}, &status);
