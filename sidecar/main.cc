@@ -103,9 +103,17 @@ int main(int argc, char** argv) {
       [&](const std::string& v) { config.mutable_ca()->set_token_file(v); });
   set(absl::GetFlag(FLAGS_join_token),
       [&](const std::string& v) { config.mutable_ca()->set_join_token(v); });
-  if (absl::GetFlag(FLAGS_ttl) > absl::ZeroDuration()) {
-    config.mutable_ca()->mutable_ttl()->set_seconds(
-        absl::ToInt64Seconds(absl::GetFlag(FLAGS_ttl)));
+  if (const absl::Duration ttl = absl::GetFlag(FLAGS_ttl);
+      ttl != absl::ZeroDuration()) {
+    if (ttl < absl::Seconds(1)) {
+      return Fail(absl::StrCat("--ttl ", absl::FormatDuration(ttl),
+                               ": must be at least 1s (or 0 for the CA's "
+                               "default)"));
+    }
+    const int64_t seconds = absl::ToInt64Seconds(ttl);
+    config.mutable_ca()->mutable_ttl()->set_seconds(seconds);
+    config.mutable_ca()->mutable_ttl()->set_nanos(static_cast<int32_t>(
+        absl::ToInt64Nanoseconds(ttl - absl::Seconds(seconds))));
   }
   set(absl::GetFlag(FLAGS_app),
       [&](const std::string& v) { config.set_app_address(v); });

@@ -132,6 +132,14 @@ absl::Status ValidateSidecarConfig(const SidecarConfig& config) {
       if (!id.ok()) {
         return Field(absl::StrCat(field, ".spiffe_id"), id.status().message());
       }
+      // Peers are verified against our own trust domain's bundle: an ID of
+      // another one could never be presented, and every call would fail.
+      if (!id->MemberOf(config.trust_domain())) {
+        return Field(absl::StrCat(field, ".spiffe_id"),
+                     absl::StrCat("\"", route.spiffe_id(),
+                                  "\" is not in the trust domain \"",
+                                  config.trust_domain(), "\""));
+      }
     }
   }
   const auto& rotation = config.rotation();
@@ -140,6 +148,22 @@ absl::Status ValidateSidecarConfig(const SidecarConfig& config) {
   }
   if (rotation.jitter_fraction() < 0 || rotation.jitter_fraction() >= 0.5) {
     return Field("rotation.jitter_fraction", "must be in [0, 0.5)");
+  }
+  // Durations a file may set that a zero would replace with the default:
+  // negative is a mistake, not a default.
+  for (const auto& [field, d] :
+       {std::pair<const char*, const google::protobuf::Duration&>{
+            "ca.ttl", config.ca().ttl()},
+        {"rotation.initial_backoff", rotation.initial_backoff()},
+        {"rotation.max_backoff", rotation.max_backoff()}}) {
+    if (ToAbsl(d) < absl::ZeroDuration()) {
+      return Field(field, "must not be negative");
+    }
+  }
+  if (const absl::Duration ttl = ToAbsl(config.ca().ttl());
+      ttl > absl::ZeroDuration() && ttl < absl::Seconds(1)) {
+    return Field("ca.ttl",
+                 "must be at least 1s (or unset for the CA's default)");
   }
   if (ToAbsl(rotation.max_backoff()) < ToAbsl(rotation.initial_backoff())) {
     return Field("rotation.max_backoff", "must be at least initial_backoff");

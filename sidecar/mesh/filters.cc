@@ -1,13 +1,17 @@
 #include "sidecar/mesh/filters.h"
 
+#include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <algorithm>
 
 #include "absl/container/node_hash_map.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "identity/util/json_log.h"
 #include "sidecar/authz/policy.h"
 
@@ -165,6 +169,27 @@ absl::StatusOr<std::string> ResolveHostPort(const std::string& address) {
   return absl::StrCat(numeric, ":", port);
 }
 
+namespace {
+
+// "10.0.0.5:8080" or "[fd00::5]:8080", a port in 1..65535.
+bool IsNumericHostPort(absl::string_view address) {
+  const size_t colon = address.rfind(':');
+  if (colon == absl::string_view::npos) return false;
+  absl::string_view host = address.substr(0, colon);
+  int port = 0;
+  if (!absl::SimpleAtoi(address.substr(colon + 1), &port) || port < 1 ||
+      port > 65535) {
+    return false;
+  }
+  unsigned char buf[sizeof(in6_addr)];
+  if (absl::ConsumePrefix(&host, "[") && absl::ConsumeSuffix(&host, "]")) {
+    return inet_pton(AF_INET6, std::string(host).c_str(), buf) == 1;
+  }
+  return inet_pton(AF_INET, std::string(host).c_str(), buf) == 1;
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<OutboundRouter>> OutboundRouter::Create(
     const meshguard::config::v1::SidecarConfig& config,
     std::string own_listener) {
@@ -200,23 +225,34 @@ absl::StatusOr<proxy::UpstreamTarget> OutboundRouter::Route(
     }
   }
   if (it != routes_.end()) return it->second;
-  const absl::string_view original = View(request.original_destination);
+  if (!transparent_) {
+    return absl::NotFoundError(
+        absl::StrCat("no route for authority \"", authority, "\""));
+  }
   // Not redirected (the app dialed the listener itself): dialing the
   // "original destination" would loop back into this listener.
   const absl::string_view own_port =
       absl::string_view(own_listener_).substr(own_listener_.rfind(':'));
-  const bool to_self =
-      original == own_listener_ || (absl::StartsWith(original, "127.") &&
-                                    absl::EndsWith(original, own_port));
-  if (transparent_ && !original.empty() && !to_self) {
-    proxy::UpstreamTarget target;
-    target.address = std::string(request.original_destination);
-    target.use_tls = true;
+  auto to_self = [&](absl::string_view address) {
+    return address == own_listener_ || (absl::StartsWith(address, "127.") &&
+                                        absl::EndsWith(address, own_port));
+  };
+  const absl::string_view original = View(request.original_destination);
+  proxy::UpstreamTarget target;
+  target.use_tls = true;
+  if (!original.empty() && !to_self(original)) {
+    target.address = std::string(original);
     return target;
   }
-  return absl::NotFoundError(
-      absl::StrCat("no route for authority \"", authority, "\"",
-                   transparent_ ? " and no original destination" : ""));
+  // Then the authority, when it is an address (names are not resolved per
+  // call, which would block the worker: give them a route).
+  if (IsNumericHostPort(authority) && !to_self(authority)) {
+    target.address = std::string(authority);
+    return target;
+  }
+  return absl::NotFoundError(absl::StrCat(
+      "no route for authority \"", authority,
+      "\", no original destination, and the authority is not an ip:port"));
 }
 
 }  // namespace meshguard::sidecar

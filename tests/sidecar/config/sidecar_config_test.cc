@@ -122,6 +122,30 @@ INSTANTIATE_TEST_SUITE_P(
                   }
                 },
                 "routes[1].authority"},
+        BadCase{"route_spiffe_id_of_another_trust_domain",
+                [](SidecarConfig* c) {
+                  auto* r = c->add_routes();
+                  r->set_authority("orders");
+                  r->set_upstream("127.0.0.1:1");
+                  r->set_spiffe_id("spiffe://other.example/ns/a/sa/b");
+                },
+                "routes[0].spiffe_id"},
+        BadCase{"negative_ttl",
+                [](SidecarConfig* c) {
+                  c->mutable_ca()->mutable_ttl()->set_seconds(-5);
+                },
+                "ca.ttl"},
+        BadCase{"sub_second_ttl",
+                [](SidecarConfig* c) {
+                  c->mutable_ca()->mutable_ttl()->set_nanos(500000000);
+                },
+                "ca.ttl"},
+        BadCase{"negative_initial_backoff",
+                [](SidecarConfig* c) {
+                  c->mutable_rotation()->mutable_initial_backoff()->set_seconds(
+                      -1);
+                },
+                "rotation.initial_backoff"},
         BadCase{"renew_fraction_one",
                 [](SidecarConfig* c) {
                   c->mutable_rotation()->set_renew_fraction(1.0);
