@@ -240,17 +240,23 @@ int BundleFetch(const GlobalOptions& g, const std::string& out_dir) {
 }
 
 int Verify(const VerifyArgs& args) {
+  // Exit 1 is "verification failed"; what stops it from being attempted
+  // (flags, unreadable files) is 2, so a script can tell the two apart.
+  auto unusable = [](absl::string_view message) {
+    Fail(message);
+    return 2;
+  };
   if (args.bundle_file.empty() || args.chain_file.empty()) {
-    return Fail("verify: --bundle and --chain are required");
+    return unusable("verify: --bundle and --chain are required");
   }
   absl::StatusOr<std::string> roots = util::ReadFile(args.bundle_file);
-  if (!roots.ok()) return Fail(roots.status());
+  if (!roots.ok()) return unusable(roots.status().message());
   absl::StatusOr<std::string> chain = util::ReadFile(args.chain_file);
-  if (!chain.ok()) return Fail(chain.status());
+  if (!chain.ok()) return unusable(chain.status().message());
   std::vector<std::string> crls;
   if (!args.crl_file.empty()) {
     absl::StatusOr<std::string> crl = util::ReadFile(args.crl_file);
-    if (!crl.ok()) return Fail(crl.status());
+    if (!crl.ok()) return unusable(crl.status().message());
     if (!crl->empty()) crls.push_back(*crl);
   }
   crypto::VerifyOptions options;
@@ -258,8 +264,8 @@ int Verify(const VerifyArgs& args) {
   if (!args.at.empty()) {
     std::string error;
     if (!absl::ParseTime(absl::RFC3339_full, args.at, &options.at, &error)) {
-      return Fail(absl::StrCat("verify: --at \"", args.at,
-                               "\" is not RFC 3339: ", error));
+      return unusable(absl::StrCat("verify: --at \"", args.at,
+                                   "\" is not RFC 3339: ", error));
     }
   }
   // The bundle's trust domain: given, or the default. Verification refuses
@@ -273,13 +279,14 @@ int Verify(const VerifyArgs& args) {
   absl::StatusOr<std::shared_ptr<const crypto::TrustBundle>> bundle =
       crypto::TrustBundle::Create(td, {*roots}, {});
   if (!bundle.ok()) {
-    return Fail(
+    return unusable(
         absl::StrCat(args.bundle_file, ": ", bundle.status().message()));
   }
   if (!crls.empty()) {
     bundle = crypto::TrustBundle::Create(td, {*roots}, crls);
     if (!bundle.ok()) {
-      return Fail(absl::StrCat(args.crl_file, ": ", bundle.status().message()));
+      return unusable(
+          absl::StrCat(args.crl_file, ": ", bundle.status().message()));
     }
   }
   if (args.path_only) {

@@ -1,5 +1,7 @@
 // meshguardctl: the operator and workload CLI. main() parses flags and
 // dispatches; commands.cc does the work.
+#include <grpc/support/log.h>
+
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -89,6 +91,12 @@ int Usage(const std::string& error) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // gRPC's own log lines ("E1127 ... ssl_transport_security.cc:1501]
+  // Handshake failed ...") say again, ahead of it and in gRPC's words, what
+  // the tool's error says; GRPC_VERBOSITY brings them back for debugging.
+  if (getenv("GRPC_VERBOSITY") == nullptr) {
+    gpr_set_log_function([](gpr_log_func_args*) {});
+  }
   absl::SetProgramUsageMessage(kUsage);
   if (meshguard::util::PrintHelpIfAsked(argc, argv, kUsage, "cli/main.cc"))
     return 0;

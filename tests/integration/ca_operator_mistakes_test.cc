@@ -268,6 +268,21 @@ TEST_F(CaOperatorMistakesTest, FailedWriteLeavesTheOldCredentialsWhole) {
   EXPECT_TRUE(next.status.Success()) << next.ToString();
 }
 
+TEST_F(CaOperatorMistakesTest, ErrorsAreTheToolsOwnWithoutGrpcLogLines) {
+  // A bundle that does not authenticate the CA: the TLS handshake fails.
+  absl::StatusOr<std::unique_ptr<CaInstance>> other = CaInstance::Init("oth");
+  ASSERT_TRUE(other.ok()) << other.status();
+  RunResult r =
+      RunBinary(CtlBinary(),
+                {"--ca", ca_->address(), "--ca_bundle", (*other)->bundle_path(),
+                 "bundle", "fetch", "--out_dir", Scratch("never")});
+  EXPECT_EQ(r.status.code, 1) << r.ToString();
+  EXPECT_THAT(r.err, ::testing::StartsWith("meshguardctl: ")) << r.ToString();
+  EXPECT_THAT(r.err, HasSubstr("certificate verify failed")) << r.ToString();
+  EXPECT_THAT(r.err, Not(HasSubstr("ssl_transport_security.cc")))
+      << "gRPC's own log line leaked: " << r.ToString();
+}
+
 TEST_F(CaOperatorMistakesTest, NegativeTtlIsRefused) {
   RunResult token = ca_->Ctl({"token", "create", "--spiffe_id",
                               SpiffeIdFor("shop", "a"), "--ttl", "-5m"});
@@ -341,8 +356,15 @@ TEST(CaCliVerifyTest, UnreadableCrlIsBlamedOnTheCrlFile) {
   RunResult v = RunBinary(
       CtlBinary(), {"verify", "--bundle", *work + "/d/bundle.pem", "--chain",
                     *work + "/d/intermediate.pem", "--crl", crl});
-  EXPECT_NE(v.status.code, 0) << v.ToString();
+  EXPECT_EQ(v.status.code, 2) << "not a verification failure (1) but input "
+                                 "it cannot use: "
+                              << v.ToString();
   EXPECT_THAT(v.err, HasSubstr(crl + ": ")) << v.ToString();
+  RunResult missing =
+      RunBinary(CtlBinary(), {"verify", "--bundle", *work + "/d/missing.pem",
+                              "--chain", *work + "/d/intermediate.pem"});
+  EXPECT_EQ(missing.status.code, 2) << missing.ToString();
+  EXPECT_THAT(missing.err, HasSubstr(*work + "/d/missing.pem"));
   EXPECT_THAT(v.err, Not(HasSubstr("bundle.pem:"))) << v.ToString();
   meshguard::testing::RemoveTree(*work);
 }
