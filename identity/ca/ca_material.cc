@@ -41,8 +41,13 @@ absl::Status InitDataDir(const InitOptions& options) {
     return absl::InvalidArgumentError(
         absl::StrCat("--trust-domain: ", s.message()));
   }
-  if (absl::Status s = util::MakeDirectories(options.data_dir, 0700); !s.ok()) {
-    return s;
+  for (const auto& [flag, ttl] :
+       {std::pair<const char*, absl::Duration>{"--root-ttl", options.root_ttl},
+        {"--intermediate-ttl", options.intermediate_ttl}}) {
+    if (ttl <= absl::ZeroDuration()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          flag, " ", absl::FormatDuration(ttl), ": must be positive"));
+    }
   }
   for (const char* name : {kRootCertFile, kRootKeyFile, kIntermediateCertFile,
                            kIntermediateKeyFile, kBundleFile}) {
@@ -53,7 +58,8 @@ absl::Status InitDataDir(const InitOptions& options) {
     }
   }
 
-  // Build everything in memory first, so a failure writes nothing.
+  // Build everything in memory first, so a failure writes nothing (not
+  // even the directory).
   absl::StatusOr<crypto::EvpPkeyPtr> root_key = crypto::GenerateEcP256Key();
   if (!root_key.ok()) return root_key.status();
   absl::StatusOr<crypto::X509Ptr> root = crypto::CreateRootCertificate(
@@ -79,6 +85,9 @@ absl::Status InitDataDir(const InitOptions& options) {
     if (!s.ok()) return s;
   }
 
+  if (absl::Status s = util::MakeDirectories(options.data_dir, 0700); !s.ok()) {
+    return s;
+  }
   // Keys first: if a crash interrupts, the next init refuses instead of
   // pairing a new certificate with a lost key.
   const std::pair<const char*, std::pair<const std::string*, mode_t>> files[] =

@@ -13,7 +13,9 @@
 #include "absl/time/time.h"
 #include "identity/ca/ca_material.h"
 #include "identity/ca/ca_server.h"
+#include "identity/crypto/certificate.h"
 #include "identity/crypto/spiffe_id.h"
+#include "identity/util/file_util.h"
 #include "identity/util/flag_names.h"
 #include "identity/util/yaml_config.h"
 
@@ -82,6 +84,24 @@ int RunInit() {
   }
   printf("initialized CA for trust domain %s in %s\n",
          options.trust_domain.c_str(), options.data_dir.c_str());
+  // The lifetimes as issued: the intermediate never outlives the root, so a
+  // longer --intermediate-ttl is cut to the root's expiry.
+  for (const auto& [label, name] :
+       {std::pair<const char*, const char*>{"root_not_after",
+                                            meshguard::ca::kRootCertFile},
+        {"intermediate_not_after", meshguard::ca::kIntermediateCertFile}}) {
+    absl::StatusOr<std::string> pem = meshguard::util::ReadFile(
+        meshguard::util::JoinPath(options.data_dir, name));
+    if (!pem.ok()) continue;
+    absl::StatusOr<meshguard::crypto::X509Ptr> cert =
+        meshguard::crypto::ParseCertificatePem(*pem);
+    if (!cert.ok()) continue;
+    printf("%s: %s\n", label,
+           absl::FormatTime("%Y-%m-%dT%H:%M:%SZ",
+                            meshguard::crypto::NotAfter(cert->get()),
+                            absl::UTCTimeZone())
+               .c_str());
+  }
   return 0;
 }
 

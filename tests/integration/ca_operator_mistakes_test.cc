@@ -345,6 +345,31 @@ TEST(CaTrustDomainTest, ServeTakesTheTrustDomainFromTheDataDir) {
   meshguard::testing::RemoveTree(*work);
 }
 
+TEST(CaInitTest, BadLifetimeLeavesNoDirectoryAndClampingIsShown) {
+  absl::StatusOr<std::string> work =
+      meshguard::testing::MakeShortTempDir("mg-init");
+  ASSERT_TRUE(work.ok());
+  const std::string data = *work + "/data";
+  RunResult bad =
+      RunBinary(CaBinary(), {"init", "--data_dir", data, "--root_ttl", "-1h"});
+  EXPECT_NE(bad.status.code, 0) << bad.ToString();
+  EXPECT_THAT(bad.err, HasSubstr("--root-ttl -1h: must be positive"));
+  struct stat st;
+  EXPECT_NE(stat(data.c_str(), &st), 0) << "a failed init left " << data;
+
+  // An intermediate asked to outlive its root is cut to the root's expiry,
+  // and init says so by printing both.
+  RunResult good =
+      RunBinary(CaBinary(), {"init", "--data_dir", data, "--root_ttl", "10h",
+                             "--intermediate_ttl", "100h"});
+  ASSERT_TRUE(good.status.Success()) << good.ToString();
+  const std::string root_until = OutputField(good.out, "root_not_after");
+  EXPECT_FALSE(root_until.empty()) << good.out;
+  EXPECT_EQ(OutputField(good.out, "intermediate_not_after"), root_until)
+      << good.out;
+  meshguard::testing::RemoveTree(*work);
+}
+
 TEST(CaCliVerifyTest, UnreadableCrlIsBlamedOnTheCrlFile) {
   absl::StatusOr<std::string> work =
       meshguard::testing::MakeShortTempDir("mg-crl");
