@@ -737,6 +737,15 @@ void UpstreamConnection::OnTransportError(const std::string& reason,
     }
     return;
   }
+  if (target_.use_tls && !remote_settings_seen_) {
+    // Our handshake was done, theirs was not: in TLS 1.3 the server checks
+    // our certificate after we sent it, and its refusal (an alert: revoked,
+    // unknown CA, no certificate) arrives where its SETTINGS would have.
+    worker_->counters().upstream_handshake_tls_error.Add();
+    session_->set_loss_message(absl::StrCat(
+        "handshake failure: ", target_.address,
+        ": the peer refused our certificate or the connection: ", reason));
+  }
   Close(false);
 }
 
@@ -755,7 +764,10 @@ void UpstreamConnection::OnGoaway(int32_t, uint32_t) {
   pool_->OnCapacityChanged(this);
 }
 
-void UpstreamConnection::OnRemoteSettings() { pool_->OnCapacityChanged(this); }
+void UpstreamConnection::OnRemoteSettings() {
+  remote_settings_seen_ = true;
+  pool_->OnCapacityChanged(this);
+}
 
 void UpstreamConnection::OnActiveStreamsChanged() {
   UpdateIdleTimer();

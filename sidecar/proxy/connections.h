@@ -205,6 +205,9 @@ class UpstreamConnection final : public Connection {
   evutil_socket_t fd_ = -1;
   EventPtr connect_event_;
   bool failed_ = false;
+  // The peer's SETTINGS arrived: HTTP/2 is up (TLS 1.3 servers check our
+  // certificate after our side of the handshake; a refusal comes first).
+  bool remote_settings_seen_ = false;
 };
 
 }  // namespace meshguard::sidecar::proxy

@@ -134,6 +134,12 @@ class Http2Session final {
   void SubmitGoaway(uint32_t error_code = NGHTTP2_NO_ERROR);
   // Ends the connection now: handlers get OnStreamClose(connection_lost).
   void Terminate(absl::Status reason);
+  // Set before the connection is lost for a reason a caller should read in
+  // its UNAVAILABLE (e.g. the peer refused our certificate); empty: none.
+  void set_loss_message(std::string message) {
+    loss_message_ = std::move(message);
+  }
+  const std::string& loss_message() const { return loss_message_; }
 
   bool goaway_sent() const { return goaway_sent_; }
   bool goaway_received() const { return goaway_received_; }
@@ -196,6 +202,7 @@ class Http2Session final {
   bool goaway_sent_ = false;
   bool goaway_received_ = false;
   bool done_ = false;
+  std::string loss_message_;
   bool destroying_ = false;
 };
 

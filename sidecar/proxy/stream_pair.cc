@@ -375,7 +375,9 @@ void StreamPair::OnUpstreamClose(uint32_t error_code, bool connection_lost) {
   counters_->requests_upstream_reset.Add();
   if (connection_lost) {
     if (!response_started_) {
-      LocalReply(absl::StatusCode::kUnavailable, "upstream connection closed");
+      LocalReply(absl::StatusCode::kUnavailable,
+                 upstream->loss_message().empty() ? "upstream connection closed"
+                                                  : upstream->loss_message());
     } else {
       downstream_->SubmitRst(downstream_id_, NGHTTP2_INTERNAL_ERROR);
     }

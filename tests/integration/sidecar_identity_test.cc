@@ -596,6 +596,14 @@ TEST_F(SidecarIdentityTest, RevokedPeersOpenConnectionIsDrainedAndNotReopened) {
       absl::Seconds(15), absl::Milliseconds(200));
   EXPECT_TRUE(refused) << "calls from the revoked sidecar still get through: "
                        << last.error_code() << " " << last.error_message();
+  // The caller learns that the peer refused it at the handshake (its TLS
+  // alert), not merely that a connection closed, and its sidecar counts it.
+  EXPECT_TRUE(absl::StrContains(last.error_message(), "handshake failure") &&
+              absl::StrContains(last.error_message(), "refused"))
+      << last.error_message();
+  EXPECT_GT(doomed->MetricSum(kInboundFailures,
+                              {"side=\"outbound\"", "reason=\"tls_error\""}),
+            0);
 }
 
 TEST_F(SidecarIdentityTest, CaTrueLeafFromAForeignRootIsRefused) {
