@@ -5,11 +5,35 @@
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "identity/crypto/spiffe_id.h"
 
 namespace meshguard::sidecar::authz {
+
+bool IsCanonicalGrpcMethodPath(absl::string_view path) {
+  if (path.size() < 4 || path[0] != '/') return false;
+  const size_t slash = path.find('/', 1);
+  if (slash == absl::string_view::npos) return false;
+  const absl::string_view service = path.substr(1, slash - 1);
+  const absl::string_view method = path.substr(slash + 1);
+  if (service.empty() || method.empty()) return false;
+  auto word_char = [](char c) {
+    return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_';
+  };
+  for (size_t i = 0; i < service.size(); ++i) {
+    const char c = service[i];
+    if (c == '.') {
+      if (i == 0 || i + 1 == service.size() || service[i - 1] == '.') {
+        return false;
+      }
+    } else if (!word_char(c)) {
+      return false;
+    }
+  }
+  return std::all_of(method.begin(), method.end(), word_char);
+}
 namespace {
 
 using ::meshguard::crypto::SpiffeId;

@@ -105,6 +105,16 @@ class StaticHeaderMap final : public HeaderMap {
   absl::flat_hash_map<std::string, std::string> headers_;
 };
 
+// Whether `path` is a gRPC method path in its one canonical spelling,
+// "/pkg.Service/Method": a leading '/', a service name of letters, digits,
+// '_' and '.' (not leading, trailing or doubled), one '/', and a method name
+// of letters, digits and '_'. Rules match the path byte for byte, while an
+// application's router may decode %xx, drop a query or a trailing '/',
+// collapse "//" or resolve "..": a path in any other spelling could be
+// refused under one name by the policy and run under another by the app.
+// The inbound listener refuses such calls before evaluating the policy.
+bool IsCanonicalGrpcMethodPath(absl::string_view path);
+
 struct Request {
   // The caller's authenticated SPIFFE ID (URI SAN of its certificate).
   absl::string_view peer_spiffe_id;

@@ -4,6 +4,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "identity/util/file_util.h"
 #include "identity/util/yaml_config.h"
 #include "sidecar/authz/policy.h"
 #include "sidecar/authz/policy_lint.h"
@@ -34,6 +35,12 @@ int RunPolicyCheck(const std::string& policy_file,
     out << "error: no policy file given\n";
     return kCheckError;
   }
+  if (!IsCanonicalGrpcMethodPath(method)) {
+    out << "error: --method \"" << method
+        << "\" is not a gRPC method (/package.Service/Method); the sidecar "
+           "refuses such a :path before the policy\n";
+    return kCheckError;
+  }
   absl::StatusOr<std::shared_ptr<const CompiledPolicy>> policy =
       LoadPolicyFile(policy_file);
   if (!policy.ok()) {
@@ -60,13 +67,19 @@ int RunPolicyCheck(const std::string& policy_file,
 }
 
 int RunPolicyLint(const std::string& policy_file, std::ostream& out) {
-  AuthorizationPolicy policy;
-  // Unknown fields and malformed YAML are errors of the loader, with line.
-  if (absl::Status s = util::LoadYamlFile(policy_file, &policy); !s.ok()) {
-    out << "error [invalid]: " << s.message() << "\n1 error, 0 warnings\n";
+  // Unknown fields, malformed YAML and an empty file are errors of the
+  // loader (the sidecar refuses them the same way), with line.
+  absl::StatusOr<std::string> contents =
+      util::ReadFile(policy_file, util::kMaxYamlConfigBytes);
+  absl::StatusOr<AuthorizationPolicy> policy =
+      contents.ok() ? ParsePolicyYaml(*contents, policy_file)
+                    : absl::StatusOr<AuthorizationPolicy>(contents.status());
+  if (!policy.ok()) {
+    out << "error [invalid]: " << policy.status().message()
+        << "\n1 error, 0 warnings\n";
     return 1;
   }
-  std::vector<LintFinding> findings = Lint(policy);
+  std::vector<LintFinding> findings = Lint(*policy);
   int errors = 0, warnings = 0;
   for (const LintFinding& f : findings) {
     out << policy_file << ": " << f << "\n";

@@ -192,6 +192,13 @@ std::vector<LintFinding> Lint(const AuthorizationPolicy& policy) {
         reported = true;
       }
     }
+    if (!reported && !default_allow && Enforcing(r, pb::ALLOW) &&
+        MatchesEveryCall(r)) {
+      warn("allow-all", j,
+           absl::StrCat(RuleRef(j, r),
+                        ": allows every call from every peer (no from, to or "
+                        "when); only DENY rules still refuse anything"));
+    }
   }
   if (default_allow && !any_deny) {
     warn("allow-all", -1,

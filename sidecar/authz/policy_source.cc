@@ -27,12 +27,9 @@ struct LoadedPolicy {
 // Parses and compiles `contents`, read from `path`.
 absl::StatusOr<std::shared_ptr<const CompiledPolicy>> CompileYaml(
     absl::string_view contents, const std::string& path) {
-  AuthorizationPolicy proto;
-  if (absl::Status s = util::ParseYamlToMessage(contents, path, &proto);
-      !s.ok()) {
-    return s;
-  }
-  return CompiledPolicy::Compile(proto, path);
+  absl::StatusOr<AuthorizationPolicy> proto = ParsePolicyYaml(contents, path);
+  if (!proto.ok()) return proto.status();
+  return CompiledPolicy::Compile(*proto, path);
 }
 
 absl::StatusOr<LoadedPolicy> ReadAndCompile(const std::string& path) {
@@ -41,13 +38,6 @@ absl::StatusOr<LoadedPolicy> ReadAndCompile(const std::string& path) {
   absl::StatusOr<std::string> contents =
       util::ReadFile(path, util::kMaxYamlConfigBytes);
   if (!contents.ok()) return contents.status();
-  // An empty file is most likely a writer caught between truncate and
-  // write; taking it as "no rules, default DENY" would deny every call.
-  // A policy with no rules is written as `default_action: ...`.
-  if (absl::StripAsciiWhitespace(*contents).empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ": policy file is empty (write at least default_action)"));
-  }
   absl::StatusOr<std::shared_ptr<const CompiledPolicy>> policy =
       CompileYaml(*contents, path);
   if (!policy.ok()) return policy.status();
@@ -55,6 +45,24 @@ absl::StatusOr<LoadedPolicy> ReadAndCompile(const std::string& path) {
 }
 
 }  // namespace
+
+absl::StatusOr<AuthorizationPolicy> ParsePolicyYaml(absl::string_view contents,
+                                                    const std::string& path) {
+  // An empty file is most likely a writer caught between truncate and
+  // write; taking it as "no rules, default DENY" would deny every call,
+  // at start or on a reload. A policy with no rules is written as
+  // `default_action: ...`.
+  if (absl::StripAsciiWhitespace(contents).empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": policy file is empty (write at least default_action)"));
+  }
+  AuthorizationPolicy proto;
+  if (absl::Status s = util::ParseYamlToMessage(contents, path, &proto);
+      !s.ok()) {
+    return s;
+  }
+  return proto;
+}
 
 absl::StatusOr<std::shared_ptr<const CompiledPolicy>> LoadPolicyFile(
     const std::string& path) {

@@ -36,6 +36,12 @@ namespace meshguard::sidecar::authz {
 absl::StatusOr<std::shared_ptr<const CompiledPolicy>> LoadPolicyFile(
     const std::string& path);
 
+// The YAML text of a policy file as the proto, without the semantic checks
+// (what `policy lint` reports on). An empty or whitespace-only file is an
+// error, as for every loader here.
+absl::StatusOr<AuthorizationPolicy> ParsePolicyYaml(absl::string_view contents,
+                                                    const std::string& path);
+
 // A 64-bit FNV-1a of the file's bytes, as 16 hex digits. For change
 // detection and for telling operators which file is in force; not a
 // cryptographic hash.

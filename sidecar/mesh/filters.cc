@@ -74,8 +74,32 @@ const char* ActionName(authz::Action action) {
 
 }  // namespace
 
+namespace {
+
+// A caller-chosen string in a status message: bounded, so that the message
+// always fits the caller's metadata limit (a 20 KB path made the denial
+// itself fail with RESOURCE_EXHAUSTED).
+std::string Shown(absl::string_view s) {
+  constexpr size_t kMax = 256;
+  if (s.size() <= kMax) return std::string(s);
+  return absl::StrCat(s.substr(0, kMax), "... (", s.size(), " bytes)");
+}
+
+}  // namespace
+
 absl::Status InboundFilter::OnRequest(const proxy::RequestInfo& request,
                                       proxy::HeaderList& headers) {
+  if (!authz::IsCanonicalGrpcMethodPath(View(request.path))) {
+    // Refused before the policy: rules match the path byte for byte, and
+    // the app may read another spelling of it as a method a rule denies.
+    if (request.filter_note != nullptr) {
+      *request.filter_note = "deny|malformed_path";
+    }
+    return absl::PermissionDeniedError(absl::StrCat(
+        "meshguard: :path \"", Shown(View(request.path)),
+        "\" is not a gRPC method in its canonical form "
+        "(/package.Service/Method); refused before authorization"));
+  }
   std::shared_ptr<const authz::PolicySnapshot> snapshot = policy_->Current();
   HeaderListMap metadata(headers);
   authz::Request query;
@@ -102,12 +126,12 @@ absl::Status InboundFilter::OnRequest(const proxy::RequestInfo& request,
   if (decision.rule_index < 0) {
     return absl::PermissionDeniedError(
         absl::StrCat("meshguard: ", View(request.peer_identity),
-                     " may not call ", View(request.path),
+                     " may not call ", Shown(View(request.path)),
                      ": denied by the default policy (no rule allows it)"));
   }
   return absl::PermissionDeniedError(absl::StrCat(
       "meshguard: ", View(request.peer_identity), " may not call ",
-      View(request.path), ": denied by rule \"", decision.rule, "\""));
+      Shown(View(request.path)), ": denied by rule \"", decision.rule, "\""));
 }
 
 void InboundFilter::OnCallEnd(const proxy::CallSummary& call) {

@@ -320,13 +320,17 @@ absl::Status AuthzMesh::RewritePolicyInPlace(const std::string& yaml) {
   return absl::OkStatus();
 }
 
-std::unique_ptr<meshguard::testing::Echo::Stub> AuthzMesh::StubVia(
+std::shared_ptr<grpc::Channel> AuthzMesh::ChannelVia(
     SidecarInstance* client) const {
   grpc::ChannelArguments args = meshguard::testing::TestChannelArguments();
   args.SetString(GRPC_ARG_DEFAULT_AUTHORITY, kOrdersAuthority);
-  return meshguard::testing::Echo::NewStub(
-      grpc::CreateCustomChannel(Loopback(client->outbound_port()),
-                                grpc::InsecureChannelCredentials(), args));
+  return grpc::CreateCustomChannel(Loopback(client->outbound_port()),
+                                   grpc::InsecureChannelCredentials(), args);
+}
+
+std::unique_ptr<meshguard::testing::Echo::Stub> AuthzMesh::StubVia(
+    SidecarInstance* client) const {
+  return meshguard::testing::Echo::NewStub(ChannelVia(client));
 }
 
 std::unique_ptr<meshguard::testing::Echo::Stub> AuthzMesh::DirectStub() const {

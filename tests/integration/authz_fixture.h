@@ -162,6 +162,8 @@ class AuthzMesh {
   // "orders", i.e. through the client sidecar and B to the echo app.
   std::unique_ptr<meshguard::testing::Echo::Stub> StubVia(
       SidecarInstance* client) const;
+  // The channel under StubVia, for calls by method name (grpc::GenericStub).
+  std::shared_ptr<grpc::Channel> ChannelVia(SidecarInstance* client) const;
   // A stub straight to the echo app (no sidecar), for looking behind B.
   std::unique_ptr<meshguard::testing::Echo::Stub> DirectStub() const;
 

@@ -3,6 +3,7 @@
 // gets (status and message), what the app sees (nothing, when denied), and
 // what B logs and counts for dry-run and AUDIT rules; `meshguardctl policy
 // check` agrees with the sidecar; `meshguardctl policy lint` on real files.
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -10,7 +11,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "gtest/gtest.h"
 #include "tests/integration/authz_fixture.h"
 
@@ -127,6 +130,70 @@ TEST_F(AuthzPolicyTest, AllowsGetDeniesDeleteByRuleAndStrangerByDefault) {
   s = EchoCall(*c);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(s.error_message(), DeniedByDefault(kStrangerId, kEchoMethod));
+}
+
+// Rules match the :path byte for byte; an app's router may read another
+// spelling of a denied method as that method. So only the canonical
+// spelling gets to the policy (or the app).
+TEST_F(AuthzPolicyTest,
+       OtherSpellingsOfADeniedMethodAreRefusedBeforeThePolicy) {
+  StartMesh(R"(default_action: ALLOW
+rules:
+  - name: no-echo
+    action: DENY
+    to: {methods: ["ECHO/Echo"]}
+)");
+  std::shared_ptr<grpc::Channel> channel = mesh_->ChannelVia(mesh_->c());
+  grpc::GenericStub stub(channel);
+  meshguard::testing::EchoRequest request;
+  request.set_payload("x");
+  grpc::ByteBuffer request_bytes;
+  bool own = false;
+  const grpc::Status serialized =
+      grpc::GenericSerialize<grpc::ProtoBufferWriter,
+                             meshguard::testing::EchoRequest>(
+          request, &request_bytes, &own);
+  ASSERT_TRUE(serialized.ok());
+  auto call = [&](const std::string& method) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::seconds(5));
+    grpc::ByteBuffer response;
+    grpc::Status status;
+    absl::Notification done;
+    stub.UnaryCall(&context, method, grpc::StubOptions(), &request_bytes,
+                   &response, [&](grpc::Status s) {
+                     status = std::move(s);
+                     done.Notify();
+                   });
+    done.WaitForNotification();
+    return status;
+  };
+
+  grpc::Status canonical = call(kEchoMethod);
+  EXPECT_EQ(canonical.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(canonical.error_message(),
+            DeniedByRule(kStrangerId, kEchoMethod, "no-echo"));
+  for (const std::string& spelling :
+       {std::string(kEchoMethod) + "/", std::string(kEchoMethod) + "?x=1",
+        std::string("/meshguard.testing.Echo/%45cho"),
+        std::string("//meshguard.testing.Echo/Echo"),
+        std::string("/meshguard.testing.Echo//Echo"),
+        std::string("/meshguard.testing.Echo/./Echo")}) {
+    SCOPED_TRACE(spelling);
+    grpc::Status s = call(spelling);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+        << s.error_message();
+    EXPECT_THAT(s.error_message(),
+                AllOf(HasSubstr("is not a gRPC method in its canonical form"),
+                      HasSubstr("refused before authorization")));
+  }
+  // Allowed methods still pass, and the refusals are counted as denials.
+  EXPECT_TRUE(ReturnStatusCall(*mesh_->StubVia(mesh_->c())).error_code() !=
+              grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(MetricReaches("meshguard_authz_decisions_total",
+                            {{"decision", "deny"}, {"rule", "malformed_path"}},
+                            6));
 }
 
 TEST_F(AuthzPolicyTest, DenyRuleBeatsAllowRuleWhereverItIsInTheFile) {

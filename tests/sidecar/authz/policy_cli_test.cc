@@ -92,6 +92,28 @@ TEST(PolicyCheckTest, Errors) {
   EXPECT_EQ(RunPolicyCheck(path, kFrontend, "/a.B/C", {"a=1", "A=2"}, out),
             kCheckError);
   EXPECT_THAT(out.str(), HasSubstr("given twice"));
+  // A method the sidecar would refuse before the policy is not "checked".
+  for (const std::string& method :
+       {"/shop.v1.Orders/Delete/", "//shop.v1.Orders/Delete",
+        "/shop.v1.Orders//Delete", "/shop.v1.Orders/%44elete",
+        "/shop.v1.Orders/Delete?x=1", "shop.v1.Orders/Delete"}) {
+    out.str("");
+    EXPECT_EQ(RunPolicyCheck(path, kFrontend, method, {}, out), kCheckError)
+        << method;
+    EXPECT_THAT(out.str(), HasSubstr("is not a gRPC method")) << method;
+  }
+}
+
+TEST(PolicyLintCliTest, EmptyFileIsAnErrorAsInTheSidecar) {
+  for (const std::string& contents : {std::string(""), std::string(" \n\n")}) {
+    std::string path = WriteTemp("lint_empty.yaml", contents);
+    std::ostringstream out;
+    EXPECT_EQ(RunPolicyLint(path, out), 1) << out.str();
+    EXPECT_THAT(out.str(), HasSubstr("policy file is empty"));
+    out.str("");
+    EXPECT_EQ(RunPolicyCheck(path, kFrontend, "/a.B/C", {}, out), kCheckError);
+    EXPECT_THAT(out.str(), HasSubstr("policy file is empty"));
+  }
 }
 
 TEST(PolicyLintCliTest, CleanFileExitsZero) {

@@ -92,6 +92,12 @@ INSTANTIATE_TEST_SUITE_P(Cases, LintTest, ::testing::Values(
            {}},
   LintCase{"dry_run_deny_makes_nothing_unreachable",
            "rules { name: 'd' action: DENY dry_run: true } rules { name: 'a' action: ALLOW }",
+           {"allow-all@1"}},
+  LintCase{"allow_every_call_under_default_deny",
+           "rules { name: 'everyone' action: ALLOW from { principals: '*' } to { methods: '*' } }",
+           {"allow-all@0"}},
+  LintCase{"allow_with_a_condition_is_not_everything",
+           "rules { name: 'tenant' action: ALLOW when { header: 'x-tenant' values: 'acme' } }",
            {}},
   LintCase{"shadowed_allow",
            "rules { name: 'wide' action: ALLOW from { namespaces: 'shop' } } "
@@ -115,7 +121,7 @@ INSTANTIATE_TEST_SUITE_P(Cases, LintTest, ::testing::Values(
   LintCase{"errors_all_reported",
            "default_action: AUDIT rules { name: 'a' action: ALLOW } "
            "rules { name: 'a' action: DENY to { methods: 'x' } }",
-           {"invalid@-1", "invalid@1", "invalid@1"}}),
+           {"invalid@-1", "allow-all@0", "invalid@1", "invalid@1"}}),
   [](const ::testing::TestParamInfo<LintCase>& info) { return info.param.name; });
 // clang-format on
 

@@ -189,6 +189,25 @@ TEST_F(PolicyWatcherTest, BrokenFileKeepsOldPolicyAndRecordsError) {
   EXPECT_EQ(w->Current()->version, 2u);
 }
 
+TEST_F(PolicyWatcherTest, EmptiedFileKeepsOldPolicy) {
+  // A writer that truncates before it writes: in between the file is
+  // empty, which must not be read as "no rules, default DENY".
+  Replace(kAllowFrontend);
+  std::unique_ptr<PolicyWatcher> w = MustCreate();
+  ASSERT_NE(w, nullptr);
+  for (const char* empty : {"", "\n  \n"}) {
+    Replace(empty);
+    absl::Status s = w->Poll();
+    EXPECT_FALSE(s.ok());
+    EXPECT_THAT(std::string(s.message()), HasSubstr("policy file is empty"));
+    EXPECT_TRUE(Allowed(*w)) << "an empty file took the policy's place";
+    EXPECT_EQ(w->Current()->version, 1u);
+  }
+  Replace(kDenyFrontend);
+  EXPECT_TRUE(w->Poll().ok());
+  EXPECT_FALSE(Allowed(*w));
+}
+
 TEST_F(PolicyWatcherTest, MissingFileKeepsPolicyAndCountsOnce) {
   Replace(kAllowFrontend);
   std::unique_ptr<PolicyWatcher> w = MustCreate();

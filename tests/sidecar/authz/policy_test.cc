@@ -386,5 +386,20 @@ TEST(CompiledPolicyTest, LargeExactListsUseTheSetPath) {
   EXPECT_FALSE(p->Evaluate(Request{"spiffe://td/ns/n50/sa/s", kGet}).allowed);
 }
 
+TEST(CanonicalGrpcMethodPathTest, AcceptsOnlyTheOneSpelling) {
+  for (const char* good : {"/shop.v1.Orders/Delete", "/Echo/Echo", "/a.B/C",
+                           "/grpc.health.v1.Health/Check", "/x_y.Z9/_m1"}) {
+    EXPECT_TRUE(IsCanonicalGrpcMethodPath(good)) << good;
+  }
+  for (const char* bad :
+       {"",         "/",        "//",           "/a",        "/a/",
+        "a.B/C",    "/a.B/C/",  "//a.B/C",      "/a.B//C",   "/a.B/C?x=1",
+        "/a.B/%43", "/a.B/C#f", "/./a.B/C",     "/a.B/../C", "/.a.B/C",
+        "/a.B./C",  "/a..B/C",  "/a.B/C.D",     "/a-b/C",    "/a.B/C D",
+        "/a.B/C\n", "/a/b/c",   "/a.B/\xc3\xa9"}) {
+    EXPECT_FALSE(IsCanonicalGrpcMethodPath(bad)) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace meshguard::sidecar::authz
