@@ -38,6 +38,8 @@ RUN apt-get update \
  && install -d -o 65532 -g 65532 -m 0700 /var/lib/meshguard-ca
 COPY --from=build /out/meshguard-ca /out/meshguardctl /usr/local/bin/
 USER 65532:65532
+# The ports of the deploy/k8s config, which binds them on 0.0.0.0; the
+# binary alone binds 127.0.0.1 (give --listen / --admin-listen with docker run).
 EXPOSE 15012 15014
 # The admin HTTP endpoint (admin_http_listen, 127.0.0.1:15014 by default).
 # No curl in the image: bash's /dev/tcp speaks enough HTTP for /healthz.

@@ -37,6 +37,8 @@ COPY --from=build /out/meshguard-sidecar /out/meshguardctl /usr/local/bin/
 # uid 1337: the uid deploy/iptables/meshguard-iptables.sh exempts from
 # redirection (MESHGUARD_PROXY_UID); change both together.
 USER 1337:1337
+# 15006 binds 0.0.0.0 by default; 15000 and 15001 bind 127.0.0.1 unless
+# configured (deploy/k8s binds the admin port on 0.0.0.0 for the kubelet).
 EXPOSE 15000 15001 15006
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/15000 && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && head -n1 <&3 | grep -q ' 200 '"]

@@ -120,6 +120,10 @@ int SelectAlpn(SSL* ssl, const unsigned char** out, unsigned char* outlen,
     }
     i += 1 + len;
   }
+  if (SslState* state = GetOrCreateState(ssl)) {
+    state->failure_label = "alpn";
+    state->failure_message = "ALPN: the client did not offer h2";
+  }
   return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 

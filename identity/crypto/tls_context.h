@@ -42,7 +42,8 @@ absl::StatusOr<std::string> VerifiedPeerId(SSL* ssl);
 
 // The reason the last verification on this SSL failed, or empty; a short
 // label for metrics ("no_client_certificate", "path", "crl", "svid",
-// "unexpected_peer") is returned by VerifyFailureLabel.
+// "unexpected_peer", and "alpn" when a server refused a client that did not
+// offer h2) is returned by VerifyFailureLabel.
 std::string VerifyFailureMessage(SSL* ssl);
 std::string VerifyFailureLabel(SSL* ssl);
 

@@ -129,14 +129,15 @@ class ConnectionSecurity {  // thread-safe; called on worker threads
   // when the first of its certificates (ours or the peer's) expires.
   virtual CredentialInfo Credentials(SSL* ssl) { return CredentialInfo(); }
 
-  // After a failed handshake: why our verification refused the peer's
-  // certificate (empty if it did not; then TLS itself failed), and whether
-  // it was the peer's identity that was refused (an X.509-SVID rule, the
-  // trust domain, not the expected SPIFFE ID) rather than its chain (root,
-  // validity, CRL). For the caller's error and the failure metrics.
+  // After a failed handshake: why we refused the peer (empty message if we
+  // did not; then TLS itself failed, or the peer refused us), and what we
+  // refused: its chain (root, validity, CRL), its identity (an X.509-SVID
+  // rule, the trust domain, not the expected SPIFFE ID), or its ALPN (no
+  // h2). For the caller's error and the failure metrics.
   struct Refusal {
+    enum class Kind { kNone, kChain, kIdentity, kAlpn };
     std::string message;
-    bool identity = false;
+    Kind kind = Kind::kNone;
   };
   virtual Refusal HandshakeRefusal(SSL* ssl) { return Refusal(); }
 };

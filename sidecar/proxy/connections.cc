@@ -289,9 +289,11 @@ void Connection::ContinueHandshake() {
   if (!closed_) OnTransportError(reason, /*handshake=*/true);
 }
 
-bool Connection::HandshakeRefusedPeerIdentity() const {
-  return ssl_ != nullptr && worker_->security() != nullptr &&
-         worker_->security()->HandshakeRefusal(ssl_).identity;
+ConnectionSecurity::Refusal::Kind Connection::HandshakeRefusalKind() const {
+  if (ssl_ == nullptr || worker_->security() == nullptr) {
+    return ConnectionSecurity::Refusal::Kind::kNone;
+  }
+  return worker_->security()->HandshakeRefusal(ssl_).kind;
 }
 
 void Connection::ReadTls() {
@@ -560,10 +562,14 @@ void DownstreamConnection::OnConnected() {
 void DownstreamConnection::OnTransportError(const std::string& reason,
                                             bool handshake) {
   if (handshake && ssl_ != nullptr) {
+    using Kind = ConnectionSecurity::Refusal::Kind;
+    const Kind kind = HandshakeRefusalKind();
     if (reason == "timed out") {
       worker_->counters().downstream_handshake_timeout.Add();
-    } else if (HandshakeRefusedPeerIdentity()) {
+    } else if (kind == Kind::kIdentity) {
       worker_->counters().downstream_handshake_identity_rejected.Add();
+    } else if (kind == Kind::kAlpn) {
+      worker_->counters().downstream_handshake_alpn_mismatch.Add();
     } else {
       worker_->counters().downstream_handshake_tls_error.Add();
     }
@@ -726,7 +732,8 @@ void UpstreamConnection::OnTransportError(const std::string& reason,
     if (target_.use_tls) {
       if (reason == "timed out") {
         worker_->counters().upstream_connect_timeout.Add();
-      } else if (HandshakeRefusedPeerIdentity()) {
+      } else if (HandshakeRefusalKind() ==
+                 ConnectionSecurity::Refusal::Kind::kIdentity) {
         worker_->counters().upstream_handshake_identity_rejected.Add();
       } else {
         worker_->counters().upstream_handshake_tls_error.Add();

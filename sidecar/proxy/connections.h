@@ -61,10 +61,9 @@ class Connection : public Deletable, public Transport, public SessionCallbacks {
   void FlushOutput();
 
  protected:
-  // After a failed handshake: our verifier refused the peer's identity (a
-  // bad X.509-SVID, another trust domain, not the SPIFFE ID the route
-  // names), as opposed to its chain (root, validity, CRL) or TLS itself.
-  bool HandshakeRefusedPeerIdentity() const;
+  // After a failed handshake: what we refused of the peer, if anything
+  // (see ConnectionSecurity::HandshakeRefusal).
+  ConnectionSecurity::Refusal::Kind HandshakeRefusalKind() const;
   // Takes over the connected, non-blocking socket `fd` and starts reading.
   // With `ssl`, runs the TLS handshake in the given role first; without,
   // the connection is up at once (the caller then calls OnConnected).

@@ -74,7 +74,11 @@ proxy::ConnectionSecurity::Refusal MeshConnectionSecurity::HandshakeRefusal(
   Refusal refusal;
   refusal.message = crypto::VerifyFailureMessage(ssl);
   const std::string label = crypto::VerifyFailureLabel(ssl);
-  refusal.identity = label == "svid" || label == "unexpected_peer";
+  if (label.empty()) return refusal;
+  refusal.kind = label == "svid" || label == "unexpected_peer"
+                     ? Refusal::Kind::kIdentity
+                 : label == "alpn" ? Refusal::Kind::kAlpn
+                                   : Refusal::Kind::kChain;
   return refusal;
 }
 

@@ -310,6 +310,14 @@ marker="tls-probe-alpn-$RANDOM$RANDOM"
 # shellcheck disable=SC2046
 call "$WORK/alpn-http11.txt" "$marker" -alpn http/1.1 $(with_cert "$WORK/good")
 refused "ALPN offering http/1.1 only" "$WORK/alpn-http11.txt" 120 no_application_protocol "$before" "$marker"
+alpn_failures=$(mesh_http_ok "$ADMIN_PORT" /metrics |
+  awk '/^meshguard_tls_handshake_failures_total\{side="inbound",reason="alpn_mismatch"\}/ {n += $NF} END {print n + 0}')
+c="the ALPN refusal is counted as reason=\"alpn_mismatch\""
+if [ "$alpn_failures" -eq 1 ]; then
+  pass "$c"
+else
+  fail "$c" "meshguard_tls_handshake_failures_total{side=\"inbound\",reason=\"alpn_mismatch\"} is $alpn_failures, want 1"
+fi
 
 # ---- renegotiation ----------------------------------------------------------------------
 # Offering every version, then asking for a renegotiation (s_client's R
