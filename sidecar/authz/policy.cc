@@ -355,21 +355,26 @@ AuthorizationPolicy BuiltinTrustDomainPolicy(absl::string_view trust_domain) {
 // ---------------------------------------------------------------------------
 
 StaticHeaderMap::StaticHeaderMap(
-    std::vector<std::pair<std::string, std::string>> headers) {
-  for (auto& [name, value] : headers) {
-    headers_[std::move(name)] = std::move(value);
-  }
-}
+    std::vector<std::pair<std::string, std::string>> headers)
+    : headers_(std::move(headers)) {}
 
 void StaticHeaderMap::Set(std::string name, std::string value) {
-  headers_[std::move(name)] = std::move(value);
+  headers_.erase(std::remove_if(headers_.begin(), headers_.end(),
+                                [&](const auto& h) { return h.first == name; }),
+                 headers_.end());
+  headers_.emplace_back(std::move(name), std::move(value));
 }
 
-std::optional<absl::string_view> StaticHeaderMap::Get(
-    absl::string_view lowercase_name) const {
-  auto it = headers_.find(lowercase_name);
-  if (it == headers_.end()) return std::nullopt;
-  return absl::string_view(it->second);
+void StaticHeaderMap::Add(std::string name, std::string value) {
+  headers_.emplace_back(std::move(name), std::move(value));
+}
+
+void StaticHeaderMap::ForEachValue(
+    absl::string_view lowercase_name,
+    absl::FunctionRef<bool(absl::string_view)> fn) const {
+  for (const auto& [name, value] : headers_) {
+    if (name == lowercase_name && !fn(value)) return;
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -596,15 +601,24 @@ bool CompiledPolicy::RuleMatches(const Rule& rule, const Request& request,
   if (!rule.not_principals.empty() && principal_matches(rule.not_principals)) {
     return false;
   }
+  // Repeated headers, to the caller's disadvantage (semantics 6): one
+  // matching value makes a DENY (or AUDIT) condition hold; an ALLOW
+  // condition needs every value to match.
+  const bool any_value_suffices = rule.action != pb::ALLOW;
   for (const Condition& c : rule.when) {
-    std::optional<absl::string_view> v = request.headers == nullptr
-                                             ? std::nullopt
-                                             : request.headers->Get(c.header);
-    if (!v.has_value()) return false;
-    if (!c.values.empty() &&
-        std::find(c.values.begin(), c.values.end(), *v) == c.values.end()) {
-      return false;
-    }
+    if (request.headers == nullptr) return false;
+    bool present = false, any = false, all = true;
+    request.headers->ForEachValue(c.header, [&](absl::string_view v) {
+      present = true;
+      const bool in =
+          c.values.empty() ||
+          std::find(c.values.begin(), c.values.end(), v) != c.values.end();
+      any = any || in;
+      all = all && in;
+      // The answer is known: a match for "any", a miss for "all".
+      return any_value_suffices ? !in : in;
+    });
+    if (!present || !(any_value_suffices ? any : all)) return false;
   }
   auto attr_matches = [&](const Matcher& m, bool ns) {
     if (m.any) return true;

@@ -27,8 +27,13 @@
 //   5. Destination: methods are "/pkg.Service/Method" (exact),
 //      "/pkg.Service/*" (every method of the service) or "*".
 //   6. HeaderCondition: the header (lowercase name) is present and, when
-//      `values` is non-empty, equals one of them exactly. An absent header
-//      fails the condition.
+//      `values` is non-empty, its value equals one of them exactly. An
+//      absent header fails the condition. A header sent more than once is
+//      read value by value, to the caller's disadvantage: in a DENY or
+//      AUDIT rule (or a dry-run DENY) the condition holds if any value
+//      matches, in an ALLOW rule only if every value does. (Joining the
+//      values with "," would let a second copy escape a DENY condition
+//      while the app still saw the value it names.)
 //
 // Validation (Compile) refuses, naming the rule index, the rule name and the
 // field: an empty or duplicate rule name, the reserved name "default", an
@@ -62,6 +67,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -76,33 +82,38 @@ using ::meshguard::policy::v1::AuthorizationPolicy;
 // so no rule may use it.
 inline constexpr absl::string_view kDefaultRuleName = "default";
 
-// Request metadata by lowercase key. The adapter decides how repeated keys
-// are presented; it should join them with "," as HTTP/2 intermediaries do,
-// so that a second copy of a header cannot satisfy a condition on its own.
+// Request metadata by lowercase key, every value of a key that was sent
+// more than once (see semantics 6 above for how conditions read them).
 // Implementations must be safe to call from the evaluating thread for the
 // duration of Evaluate().
 class HeaderMap {
  public:
   virtual ~HeaderMap() = default;
-  // The value of `lowercase_name`, or nullopt when absent. The view must
-  // stay valid until Evaluate() returns.
-  virtual std::optional<absl::string_view> Get(
-      absl::string_view lowercase_name) const = 0;
+  // Calls `fn` with each value of `lowercase_name`, in order, until it
+  // returns false. No call when the key is absent.
+  virtual void ForEachValue(
+      absl::string_view lowercase_name,
+      absl::FunctionRef<bool(absl::string_view)> fn) const = 0;
 };
 
 // A HeaderMap over owned strings, for tests, the CLI and simple adapters.
 class StaticHeaderMap final : public HeaderMap {
  public:
   StaticHeaderMap() = default;
+  // Each pair is one value; a name may repeat.
   explicit StaticHeaderMap(
       std::vector<std::pair<std::string, std::string>> headers);
-  // Replaces any previous value of `name` (stored as given; pass lowercase).
+  // Replaces every previous value of `name` (stored as given; pass
+  // lowercase).
   void Set(std::string name, std::string value);
-  std::optional<absl::string_view> Get(
-      absl::string_view lowercase_name) const override;
+  // One more value of `name`.
+  void Add(std::string name, std::string value);
+  void ForEachValue(
+      absl::string_view lowercase_name,
+      absl::FunctionRef<bool(absl::string_view)> fn) const override;
 
  private:
-  absl::flat_hash_map<std::string, std::string> headers_;
+  std::vector<std::pair<std::string, std::string>> headers_;
 };
 
 // Whether `path` is a gRPC method path in its one canonical spelling,

@@ -18,41 +18,27 @@
 namespace meshguard::sidecar {
 namespace {
 
-// The policy engine's view of a call's metadata. Repeated keys are joined
-// with "," as HTTP/2 allows; pseudo-headers are not metadata.
+// The policy engine's view of a call's metadata: every value of a repeated
+// key, in order (the engine decides how they count); pseudo-headers are not
+// metadata.
 class HeaderListMap final : public authz::HeaderMap {
  public:
   explicit HeaderListMap(const proxy::HeaderList& headers)
       : headers_(headers) {}
 
-  std::optional<absl::string_view> Get(
-      absl::string_view lowercase_name) const override {
-    const proxy::Header* first = nullptr;
-    std::string* joined = nullptr;
+  void ForEachValue(
+      absl::string_view lowercase_name,
+      absl::FunctionRef<bool(absl::string_view)> fn) const override {
     for (const proxy::Header& h : headers_) {
       if (h.name.empty() || h.name[0] == ':' || h.name != lowercase_name) {
         continue;
       }
-      if (first == nullptr) {
-        first = &h;
-      } else {
-        if (joined == nullptr) {
-          // One joined value per name, built afresh: node storage keeps
-          // views handed out for other names valid.
-          joined = &joined_[std::string(lowercase_name)];
-          *joined = first->value;
-        }
-        absl::StrAppend(joined, ",", h.value);
-      }
+      if (!fn(absl::string_view(h.value.data(), h.value.size()))) return;
     }
-    if (first == nullptr) return std::nullopt;
-    if (joined != nullptr) return absl::string_view(*joined);
-    return absl::string_view(first->value);
   }
 
  private:
   const proxy::HeaderList& headers_;
-  mutable absl::node_hash_map<std::string, std::string> joined_;
 };
 
 absl::string_view View(std::string_view s) {

@@ -214,6 +214,36 @@ INSTANTIATE_TEST_SUITE_P(When, EvaluateTest, ::testing::Values(
        kFrontend, kGet, {{"a", "x"}, {"b", "1"}}, true, "r"}),
   PrintCase);
 
+// A header sent more than once counts against the caller: one matching
+// value is enough for a DENY (or AUDIT) condition, an ALLOW condition needs
+// every value to match.
+constexpr char kDenyEvilTenant[] =
+    "default_action: ALLOW "
+    "rules { name: 'no-evil' action: DENY when { header: 'x-tenant' values: 'evil' } }";
+constexpr char kAuditEvilTenant[] =
+    "default_action: ALLOW "
+    "rules { name: 'log-evil' action: AUDIT when { header: 'x-tenant' values: 'evil' } }";
+INSTANTIATE_TEST_SUITE_P(RepeatedHeaders, EvaluateTest, ::testing::Values(
+  Case{"deny_one_value", kDenyEvilTenant, kFrontend, kGet,
+       {{"x-tenant", "evil"}}, false, "no-evil"},
+  Case{"deny_sent_twice", kDenyEvilTenant, kFrontend, kGet,
+       {{"x-tenant", "evil"}, {"x-tenant", "evil"}}, false, "no-evil"},
+  Case{"deny_hidden_behind_another_value", kDenyEvilTenant, kFrontend, kGet,
+       {{"x-tenant", "acme"}, {"x-tenant", "evil"}}, false, "no-evil"},
+  Case{"deny_not_matched_by_other_values", kDenyEvilTenant, kFrontend, kGet,
+       {{"x-tenant", "acme"}, {"x-tenant", "initech"}}, true, "default"},
+  Case{"deny_joined_value_is_not_a_value", kDenyEvilTenant, kFrontend, kGet,
+       {{"x-tenant", "acme,evil"}}, true, "default"},
+  Case{"allow_every_value_matches", AllowOnly("when { header: 'x-tenant' values: 'acme' }"),
+       kFrontend, kGet, {{"x-tenant", "acme"}, {"x-tenant", "acme"}}, true, "r"},
+  Case{"allow_needs_every_value", AllowOnly("when { header: 'x-tenant' values: 'acme' }"),
+       kFrontend, kGet, {{"x-tenant", "acme"}, {"x-tenant", "evil"}}, false, "default"},
+  Case{"allow_presence_with_two_values", AllowOnly("when { header: 'x-tenant' }"),
+       kFrontend, kGet, {{"x-tenant", "a"}, {"x-tenant", "b"}}, true, "r"},
+  Case{"audit_any_value", kAuditEvilTenant, kFrontend, kGet,
+       {{"x-tenant", "acme"}, {"x-tenant", "evil"}}, true, "default", {"log-evil:AUDIT"}}),
+  PrintCase);
+
 INSTANTIATE_TEST_SUITE_P(Order, EvaluateTest, ::testing::Values(
   Case{"no_rules_default_unset_denies", "", kFrontend, kGet, {}, false, "default"},
   Case{"no_rules_default_allow", "default_action: ALLOW", kFrontend, kGet, {}, true, "default"},
