@@ -7,6 +7,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cstdint>
+
 #include "absl/strings/str_cat.h"
 
 namespace meshguard::util {
@@ -129,7 +132,10 @@ absl::Status WriteNewFile(const std::string& path, absl::string_view contents,
 
 absl::Status ReplaceFiles(const std::string& dir,
                           const std::vector<FileToWrite>& files) {
-  const std::string suffix = absl::StrCat(".", getpid());
+  // Unique per call, so that two threads replacing files in one directory
+  // never share a temporary name.
+  static std::atomic<uint64_t> calls{0};
+  const std::string suffix = absl::StrCat(".", getpid(), ".", calls++);
   auto temp_of = [&](const FileToWrite& f) {
     return JoinPath(dir, absl::StrCat(".", f.name, ".new", suffix));
   };
