@@ -49,7 +49,7 @@ TEST(SvidClientExampleTest, HoldsAndRenewsItsIdentityAndFollowsTheBundle) {
                   "--ca-bundle",  (*ca)->bundle_path(),
                   "--join-token", *token,
                   "--out-dir",    out,
-                  "--ttl",        "4s",
+                  "--ttl",        "6s",
                   "--renewals",   "2"};
   absl::StatusOr<std::unique_ptr<meshguard::testing::Process>> p =
       meshguard::testing::Process::Start(options);
