@@ -55,6 +55,8 @@ constexpr absl::Duration kDefaultJoinTokenTtl = absl::Minutes(10);
 // at start and at half of each certificate's life; gRPC's file watcher
 // serves the newest pair to new connections.
 constexpr char kServingDir[] = "serving";
+constexpr char kServingNamespace[] = "meshguard-system";
+constexpr char kServingServiceAccount[] = "meshguard-ca";
 constexpr char kServingKeyFile[] = "key.pem";
 constexpr char kServingCertFile[] = "cert.pem";
 absl::Duration ToAbsl(const google::protobuf::Duration& d) {
@@ -94,7 +96,8 @@ bool LooksLikeIp(const std::string& host) {
 struct Caller {
   std::string spiffe_id;
   std::string auth_method;  // k8s_token | join_token | renewal | admin_socket
-  std::string join_token_hash;  // join_token: consumed just before signing
+  std::string join_token_hash;      // join_token: consumed just before signing
+  std::string renewed_from_serial;  // renewal: the client certificate's serial
 };
 
 // "ipv4:127.0.0.1:5000" -> "ipv4:127.0.0.1": the peer without its port.
@@ -177,6 +180,13 @@ class CaState final {
   }
 
   const CaConfig& config() const { return config_; }
+  // The SPIFFE ID on the CA's own serving certificate.
+  crypto::SpiffeId serving_identity() const {
+    return crypto::SpiffeId::ForServiceAccount(config_.trust_domain(),
+                                               kServingNamespace,
+                                               kServingServiceAccount)
+        .value();
+  }
   BundlePublisher& publisher() { return publisher_; }
   // The store goes first: its destructor commits any row still queued and
   // runs that call's completion, which counts and logs through this object.
@@ -251,7 +261,8 @@ class CaState final {
   // leaves are cached per trust bundle (a new CRL or root set starts a new
   // cache). Expiry and revocation are checked on every call regardless.
   absl::StatusOr<crypto::SpiffeId> PeerIdentity(
-      const grpc::ServerContextBase& context) const {
+      const grpc::ServerContextBase& context,
+      std::string* serial_out = nullptr) const {
     std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
     if (auth == nullptr) return absl::NotFoundError("no TLS peer");
     std::vector<grpc::string_ref> leaf =
@@ -271,6 +282,7 @@ class CaState final {
           return absl::UnauthenticatedError(
               "client certificate refused: revoked");
         }
+        if (serial_out != nullptr) *serial_out = it->second.serial;
         return it->second.id;
       }
     }
@@ -314,6 +326,7 @@ class CaState final {
     peer_cache_.insert_or_assign(
         leaf_pem,
         VerifiedPeer{*id, serial, crypto::NotAfter(cert->get()), bundle.get()});
+    if (serial_out != nullptr) *serial_out = serial;
     return id;
   }
 
@@ -427,6 +440,14 @@ class CertificateAuthorityImpl final
           grpc::Status status = grpc::Status::OK;
           if (stored.ok()) {
             Acknowledge(state, record);
+          } else if (absl::IsPermissionDenied(stored)) {
+            // The renewing certificate was revoked before this row could
+            // commit: the new certificate is discarded, never returned.
+            response->Clear();
+            status =
+                Refuse(state, record.auth_method, "revoked_in_flight",
+                       record.requester, grpc::StatusCode::PERMISSION_DENIED,
+                       std::string(stored.message()));
           } else {
             response->Clear();
             status = Refuse(state, record.auth_method, "storage_failed",
@@ -581,7 +602,8 @@ class CertificateAuthorityImpl final
       return grpc::Status::OK;
     }
     caller->auth_method = "renewal";
-    absl::StatusOr<crypto::SpiffeId> peer = state_->PeerIdentity(context);
+    absl::StatusOr<crypto::SpiffeId> peer =
+        state_->PeerIdentity(context, &caller->renewed_from_serial);
     if (!peer.ok()) {
       if (absl::IsNotFound(peer.status())) {
         return Refuse(state_, "none", "no_credential", requester,
@@ -593,6 +615,16 @@ class CertificateAuthorityImpl final
       return Refuse(state_, caller->auth_method, "bad_client_certificate",
                     requester, grpc::StatusCode::UNAUTHENTICATED,
                     std::string(peer.status().message()));
+    }
+    // The CA's own serving certificates are not in the issuance log (they
+    // cannot be listed or revoked) and a restart leaves the old one valid:
+    // they serve TLS, and never renew anything.
+    if (*peer == state_->serving_identity()) {
+      return Refuse(state_, caller->auth_method, "bad_client_certificate",
+                    requester, grpc::StatusCode::PERMISSION_DENIED,
+                    absl::StrCat(peer->ToString(),
+                                 " is the CA's serving identity; it cannot "
+                                 "renew"));
     }
     caller->spiffe_id = peer->ToString();
     return grpc::Status::OK;
@@ -717,6 +749,7 @@ class CertificateAuthorityImpl final
     record->issued_at = leaf.now;
     record->auth_method = caller.auth_method;
     record->requester = requester;
+    record->renewed_from_serial = caller.renewed_from_serial;
 
     absl::StatusOr<std::string> leaf_pem =
         crypto::CertificateToPem(cert->get());
@@ -1074,12 +1107,12 @@ class CaServerImpl final : public CaServer {
     const CaConfig& config = state_->config();
     absl::StatusOr<crypto::EvpPkeyPtr> key = crypto::GenerateEcP256Key();
     if (!key.ok()) return key.status();
-    absl::StatusOr<crypto::SpiffeId> id = crypto::SpiffeId::ForServiceAccount(
-        config.trust_domain(), "meshguard-system", "meshguard-ca");
-    if (!id.ok()) return id.status();
-    crypto::LeafRequest request{
-        key->get(),  *id, ToAbsl(config.serving_certificate_ttl()),
-        absl::Now(), {},  {}};
+    crypto::LeafRequest request{key->get(),
+                                state_->serving_identity(),
+                                ToAbsl(config.serving_certificate_ttl()),
+                                absl::Now(),
+                                {},
+                                {}};
     request.dns_names.assign(config.server_dns_names().begin(),
                              config.server_dns_names().end());
     request.dns_names.push_back("localhost");

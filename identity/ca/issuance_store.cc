@@ -629,6 +629,24 @@ absl::Status IssuanceStore::RecordIssuance(const IssuanceRecord& record) {
 }
 
 absl::Status IssuanceStore::InsertIssuance(const IssuanceRecord& record) {
+  if (!record.renewed_from_serial.empty()) {
+    // In the write transaction (BEGIN IMMEDIATE): what a revocation has
+    // committed is visible here, and none can commit until this does.
+    MG_ASSIGN_OR_RETURN(
+        Statement parent,
+        Statement::Borrow(db_.get(), path_,
+                          Prepared("SELECT revoked_at_us IS NOT NULL FROM "
+                                   "issuance WHERE serial = ?1")));
+    parent.Bind(1, record.renewed_from_serial);
+    MG_ASSIGN_OR_RETURN(bool row,
+                        parent.Step(absl::StrCat("cannot read serial ",
+                                                 record.renewed_from_serial)));
+    if (row && parent.Int64(0) != 0) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "client certificate refused: revoked (serial ",
+          record.renewed_from_serial, ", while this renewal was in flight)"));
+    }
+  }
   MG_ASSIGN_OR_RETURN(
       Statement s,
       Statement::Borrow(db_.get(), path_, Prepared(kInsertIssuance)));
@@ -666,7 +684,10 @@ void IssuanceStore::CommitIssuances(
     for (PendingIssuance* p : group) {
       if (!status.ok()) break;
       p->status = InsertIssuance(p->record);
-      if (!p->status.ok() && !absl::IsAlreadyExists(p->status)) {
+      // A duplicate serial or a revoked renewing certificate refuses its
+      // row alone; the transaction goes on.
+      if (!p->status.ok() && !absl::IsAlreadyExists(p->status) &&
+          !absl::IsPermissionDenied(p->status)) {
         status = p->status;  // the transaction may be gone; start over
       }
     }

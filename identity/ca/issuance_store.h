@@ -68,6 +68,13 @@ struct IssuanceRecord {
   std::string requester;
   std::optional<absl::Time> revoked_at;
   std::string revocation_reason;
+  // A renewal: the serial of the certificate that authenticated it. Not
+  // stored; checked inside the committing transaction, which refuses the
+  // row (PERMISSION_DENIED) if that certificate is revoked by then. SQLite
+  // serializes writers, so a revocation either commits first (this row is
+  // refused) or after (and, by SPIFFE ID, revokes this row too): a renewal
+  // in flight during a revocation cannot leave a live certificate behind.
+  std::string renewed_from_serial;
 };
 
 class IssuanceStore final {

@@ -155,5 +155,23 @@ TEST(CaServingCertTest, TooShortLifetimeIsRefusedNamingTheField) {
       << r.ToString();
 }
 
+// The serving certificate is not in the issuance log (it cannot be listed
+// or revoked) and each restart leaves the previous one valid: it must not
+// work as a renewal credential.
+TEST(CaServingCertTest, ServingCertificateCannotRenew) {
+  absl::StatusOr<std::unique_ptr<CaInstance>> ca = CaInstance::Init("srvrn");
+  ASSERT_TRUE(ca.ok()) << ca.status();
+  ASSERT_TRUE((*ca)->Serve("").ok());
+  const std::string serving = (*ca)->data_dir() + "/serving";
+  const int before = (*ca)->CountCertificates();
+  RunResult r = (*ca)->Ctl({"cert", "renew", "--cert", serving + "/cert.pem",
+                            "--key", serving + "/key.pem", "--out_dir",
+                            (*ca)->data_dir() + "/../stolen"});
+  EXPECT_NE(r.status.code, 0) << r.ToString();
+  EXPECT_THAT(r.err, HasSubstr("is the CA's serving identity; it cannot renew"))
+      << r.ToString();
+  EXPECT_EQ((*ca)->CountCertificates(), before);
+}
+
 }  // namespace
 }  // namespace meshguard::integration

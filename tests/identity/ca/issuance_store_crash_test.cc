@@ -160,7 +160,9 @@ void KillWritersAndCheck(const std::string& name, int threads) {
   const unsigned seed = std::random_device()();
   SCOPED_TRACE(absl::StrCat("seed ", seed));
   std::mt19937 rng(seed);
-  std::uniform_int_distribution<int> kill_after_ms(50, 600);
+  // Counted from the child's first acknowledgement, so that a slow start on
+  // a loaded machine does not leave a round with nothing to check.
+  std::uniform_int_distribution<int> kill_after_ms(0, 550);
 
   size_t total_serials = 0;
   for (int round = 0; round < kRounds; ++round) {
@@ -180,10 +182,15 @@ void KillWritersAndCheck(const std::string& name, int threads) {
     // the child wrote before it died: those were acknowledged too.
     std::string buffer;
     Acks acks;
-    const absl::Time kill_at =
-        absl::Now() + absl::Milliseconds(kill_after_ms(rng));
+    const absl::Time first_ack_deadline = absl::Now() + absl::Seconds(20);
+    absl::Time kill_at = first_ack_deadline;
+    bool armed = false;
     bool killed = false;
     while (true) {
+      if (!armed && !acks.serials.empty()) {
+        armed = true;
+        kill_at = absl::Now() + absl::Milliseconds(kill_after_ms(rng));
+      }
       if (!killed && absl::Now() >= kill_at) {
         ASSERT_EQ(kill(pid, SIGKILL), 0);
         killed = true;

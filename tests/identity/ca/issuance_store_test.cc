@@ -27,6 +27,7 @@
 namespace meshguard::ca {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
@@ -543,6 +544,61 @@ TEST_F(IssuanceStoreTest, RevokeSerial) {
   r = **store_->Get("01");
   EXPECT_EQ(*r.revoked_at, kNow);
   EXPECT_EQ(r.revocation_reason, "key compromise");
+}
+
+// A renewal authenticated by a certificate that a revocation reaches before
+// the renewal's row commits is refused at commit, alone: it must not leave a
+// live certificate behind (the audit saw 14-34 escape a revoke-by-ID).
+TEST_F(IssuanceStoreTest, RenewalFromACertificateRevokedMeanwhileIsRefused) {
+  MustRecord(Record("parent", kFrontend));
+  IssuanceRecord child = Record("child", kFrontend);
+  child.auth_method = std::string(kAuthRenewal);
+  child.renewed_from_serial = "parent";
+  // Not revoked yet: the renewal commits.
+  IssuanceRecord first = child;
+  first.serial = "child0";
+  MustRecord(first);
+
+  ASSERT_TRUE(
+      store_->RevokeSpiffeId(std::string(kFrontend), "compromise", kNow).ok());
+  absl::Status refused = store_->RecordIssuance(child);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kPermissionDenied) << refused;
+  EXPECT_THAT(std::string(refused.message()),
+              AllOf(HasSubstr("revoked"), HasSubstr("parent")));
+  EXPECT_FALSE(store_->Get("child")->has_value()) << "nothing recorded";
+
+  // In a group, the refused row does not take the others with it.
+  WriteLockHolder lock(path_);
+  absl::Mutex mu;
+  std::vector<std::pair<std::string, absl::Status>> answers;
+  auto record = [&](IssuanceRecord r) {
+    const std::string serial = r.serial;
+    store_->RecordIssuanceAsync(std::move(r), [&, serial](absl::Status st) {
+      absl::MutexLock l(&mu);
+      answers.emplace_back(serial, std::move(st));
+    });
+  };
+  record(Record("g0", kOrders));
+  absl::SleepFor(absl::Milliseconds(200));
+  IssuanceRecord late = child;
+  late.serial = "g-child";
+  record(late);
+  record(Record("g1", kOrders));
+  lock.Release();
+  {
+    absl::MutexLock l(&mu);
+    auto all = [&]() { return answers.size() == 3; };
+    ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&all), absl::Seconds(10)));
+  }
+  for (const auto& [serial, status] : answers) {
+    if (serial == "g-child") {
+      EXPECT_TRUE(absl::IsPermissionDenied(status)) << status;
+    } else {
+      EXPECT_TRUE(status.ok()) << serial << ": " << status;
+    }
+  }
+  EXPECT_TRUE(store_->Get("g1")->has_value());
+  EXPECT_FALSE(store_->Get("g-child")->has_value());
 }
 
 TEST_F(IssuanceStoreTest, RevokeUnknownSerialIsNotFound) {
