@@ -572,7 +572,8 @@ class CertificateAuthorityImpl final
     if (auth_header != context.client_metadata().end()) {
       caller->auth_method = "k8s_token";
       std::string value(auth_header->second.data(), auth_header->second.size());
-      if (!absl::StartsWith(value, "Bearer ")) {
+      // The scheme is case-insensitive (RFC 7235).
+      if (!absl::StartsWithIgnoreCase(value, "Bearer ")) {
         return Refuse(state_, caller->auth_method, "bad_token", requester,
                       grpc::StatusCode::UNAUTHENTICATED,
                       "authorization metadata is not a Bearer token");
@@ -710,6 +711,31 @@ class CertificateAuthorityImpl final
                        state_->config().trust_domain()));
     }
 
+    absl::Duration ttl = ToAbsl(state_->config().default_ttl());
+    if (request.has_ttl()) {
+      absl::Duration asked = ToAbsl(request.ttl());
+      // A Duration's nanos carry its seconds' sign and stay below 1 s.
+      const bool well_formed =
+          request.ttl().nanos() > -1000000000 &&
+          request.ttl().nanos() < 1000000000 &&
+          !(request.ttl().seconds() > 0 && request.ttl().nanos() < 0) &&
+          !(request.ttl().seconds() < 0 && request.ttl().nanos() > 0);
+      if (!well_formed || asked < absl::ZeroDuration()) {
+        return Refuse(state_, caller.auth_method, "bad_ttl", requester,
+                      grpc::StatusCode::INVALID_ARGUMENT,
+                      "ttl must be a valid, non-negative duration");
+      }
+      // Below a second the certificate would be expired on arrival
+      // (validity is in whole seconds).
+      if (asked > absl::ZeroDuration() && asked < absl::Seconds(1)) {
+        return Refuse(state_, caller.auth_method, "bad_ttl", requester,
+                      grpc::StatusCode::INVALID_ARGUMENT,
+                      "ttl must be at least 1s (or unset for the default)");
+      }
+      if (asked > absl::ZeroDuration()) ttl = asked;
+    }
+    ttl = std::min(ttl, ToAbsl(state_->config().max_ttl()));
+
     if (!caller.join_token_hash.empty()) {
       absl::StatusOr<std::string> consumed =
           state_->store().ConsumeJoinToken(caller.join_token_hash, absl::Now());
@@ -720,18 +746,6 @@ class CertificateAuthorityImpl final
                       full.substr(0, full.find(" (")), full);
       }
     }
-
-    absl::Duration ttl = ToAbsl(state_->config().default_ttl());
-    if (request.has_ttl()) {
-      absl::Duration asked = ToAbsl(request.ttl());
-      if (asked < absl::ZeroDuration()) {
-        return Refuse(state_, caller.auth_method, "bad_ttl", requester,
-                      grpc::StatusCode::INVALID_ARGUMENT,
-                      "ttl must not be negative");
-      }
-      if (asked > absl::ZeroDuration()) ttl = asked;
-    }
-    ttl = std::min(ttl, ToAbsl(state_->config().max_ttl()));
 
     crypto::LeafRequest leaf{csr->public_key(), *id, ttl, absl::Now(), {}, {}};
     absl::StatusOr<crypto::X509Ptr> cert =

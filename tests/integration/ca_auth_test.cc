@@ -4,6 +4,7 @@
 // its own CA.
 #include <sys/stat.h>
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -526,6 +527,66 @@ TEST_F(CaAuthTest, TtlIsClampedToMaxAndDefaultsToOneHour) {
       << error << "\n"
       << cli.out;
   EXPECT_LE(not_after, absl::Now() + absl::Hours(24) + absl::Seconds(5));
+}
+
+TEST_F(CaAuthTest, MalformedOrTinyTtlsAreInvalidArgumentAndSpendNothing) {
+  ASSERT_NO_FATAL_FAILURE(StartCa(""));
+  const std::string id = SpiffeIdFor("shop", "ttl");
+  absl::StatusOr<std::string> token = ca_->JoinToken(id);
+  ASSERT_TRUE(token.ok()) << token.status();
+  std::unique_ptr<client::CaClient> client = ca_->Client();
+  crypto::EvpPkeyPtr key = NewKey();
+  struct Ttl {
+    int64_t seconds;
+    int32_t nanos;
+  };
+  // Nanos of the other sign than the seconds (not a valid Duration), and
+  // lifetimes too short to be valid on arrival (validity is whole seconds).
+  for (const Ttl& ttl :
+       {Ttl{60, -999999999}, Ttl{-1, 5}, Ttl{0, 1}, Ttl{0, 999999999}}) {
+    SCOPED_TRACE(absl::StrCat(ttl.seconds, "s ", ttl.nanos, "ns"));
+    ca::v1::IssueCertificateRequest request;
+    request.set_csr_pem(CsrWithUri(key.get(), id));
+    request.set_join_token(*token);
+    request.mutable_ttl()->set_seconds(ttl.seconds);
+    request.mutable_ttl()->set_nanos(ttl.nanos);
+    absl::StatusOr<ca::v1::IssueCertificateResponse> r =
+        client->Issue(request, client::CallCredentials{});
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument)
+        << r.status();
+  }
+  EXPECT_EQ(ca_->CountCertificates(), 0);
+  // The join token was not spent by the refusals.
+  ca::v1::IssueCertificateRequest ok;
+  ok.set_csr_pem(CsrWithUri(key.get(), id));
+  ok.set_join_token(*token);
+  ok.mutable_ttl()->set_seconds(1);
+  EXPECT_TRUE(client->Issue(ok, client::CallCredentials{}).ok());
+}
+
+TEST_F(CaAuthTest, BearerSchemeIsCaseInsensitive) {
+  ASSERT_NO_FATAL_FAILURE(StartCaWithJwks());
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = ca_->bundle_pem();
+  grpc::ChannelArguments args;
+  args.SetSslTargetNameOverride("meshguard-ca");
+  auto stub = ca::v1::CertificateAuthority::NewStub(grpc::CreateCustomChannel(
+      ca_->address(), grpc::SslCredentials(ssl), args));
+  crypto::EvpPkeyPtr key = NewKey();
+  for (const char* scheme : {"bearer ", "BEARER ", "Bearer "}) {
+    SCOPED_TRACE(scheme);
+    TokenClaims claims;
+    ca::v1::IssueCertificateRequest request;
+    request.set_csr_pem(CsrWithUri(key.get(), SpiffeIdFor("shop", "frontend")));
+    grpc::ClientContext context;
+    context.AddMetadata("authorization",
+                        absl::StrCat(scheme, MintToken(rsa_, claims)));
+    context.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::seconds(10));
+    ca::v1::IssueCertificateResponse response;
+    grpc::Status s = stub->IssueCertificate(&context, request, &response);
+    EXPECT_TRUE(s.ok()) << s.error_code() << ": " << s.error_message();
+  }
 }
 
 TEST_F(CaAuthTest, ThirdQuickRenewalIsRateLimited) {
