@@ -64,6 +64,14 @@ std::string FormatUtc(absl::Time t) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
 }
 
+// A serial as a set key: the hex of its value (sign included).
+std::string SerialKey(const ASN1_INTEGER* serial) {
+  BignumPtr bn(ASN1_INTEGER_to_BN(serial, nullptr));
+  if (bn == nullptr) return "?";
+  OpensslString hex(BN_bn2hex(bn.get()));
+  return hex == nullptr ? "?" : absl::AsciiStrToUpper(hex.get());
+}
+
 std::string SerialHex(X509* x) {
   BignumPtr bn(ASN1_INTEGER_to_BN(X509_get_serialNumber(x), nullptr));
   if (bn == nullptr) return "?";
@@ -396,6 +404,19 @@ absl::Status CheckPath(X509* leaf, const std::vector<X509*>& intermediates,
     return Unauthenticated(IsCrlError(err) ? "crl" : "path", what);
   }
 
+  // A leaf any CRL of the bundle lists is revoked, whichever intermediate
+  // signed that CRL. The CA lists every revoked serial in the CRL of its
+  // current intermediate; after a signer switch (root rotation, a new
+  // intermediate) no CRL of the previous intermediate is published, and
+  // OpenSSL, finding none for such a leaf's issuer, would accept it, also
+  // when it was revoked before the switch. Leaves' serials are 127 random
+  // bits, so a CRL cannot name another issuer's leaf by accident.
+  if (bundle.ListsSerial(leaf)) {
+    return Unauthenticated(
+        "crl", absl::StrCat("certificate is revoked (serial ", SerialHex(leaf),
+                            ") for subject ", Subject(leaf)));
+  }
+
   // Our rules over the chain the library built (it may differ from what the
   // peer sent; roots were checked at TrustBundle::Create).
   STACK_OF(X509)* chain = X509_STORE_CTX_get0_chain(ctx.get());
@@ -588,11 +609,23 @@ absl::StatusOr<std::shared_ptr<const TrustBundle>> TrustBundle::Create(
             absl::StrCat("trust bundle: CRL PEM ", p,
                          ": X509_STORE_add_crl: ", SslErrorString()));
       }
+      STACK_OF(X509_REVOKED)* revoked = X509_CRL_get_REVOKED(crl.get());
+      for (size_t i = 0; revoked != nullptr &&
+                         i < static_cast<size_t>(sk_X509_REVOKED_num(revoked));
+           ++i) {
+        bundle->listed_serials_.insert(SerialKey(
+            X509_REVOKED_get0_serialNumber(sk_X509_REVOKED_value(revoked, i))));
+      }
       bundle->crls_.push_back(std::move(crl));
       ++in_this_pem;
     }
   }
   return std::shared_ptr<const TrustBundle>(std::move(bundle));
+}
+
+bool TrustBundle::ListsSerial(X509* cert) const {
+  return cert != nullptr && !listed_serials_.empty() &&
+         listed_serials_.contains(SerialKey(X509_get_serialNumber(cert)));
 }
 
 absl::Status VerifyPath(X509* leaf,

@@ -32,7 +32,10 @@
 // CRL in the bundle is not an error ("unable to get CRL" is tolerated by the
 // verify callback, and only that error). An issuer that has a CRL gets it
 // checked in full: signature, thisUpdate/nextUpdate at `at`, revoked
-// serials. A bundle without CRLs does no revocation checking.
+// serials. A bundle without CRLs does no revocation checking. Beyond that,
+// a leaf whose serial any CRL of the bundle lists is refused, whichever
+// issuer signed that CRL (the CA lists every revocation in its current
+// intermediate's CRL, also those of a previous intermediate's leaves).
 #ifndef MESHGUARD_IDENTITY_CRYPTO_VERIFIER_H_
 #define MESHGUARD_IDENTITY_CRYPTO_VERIFIER_H_
 
@@ -40,6 +43,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -74,6 +78,9 @@ class TrustBundle final {
   // Owned by the bundle; valid as long as it lives. Do not modify.
   const std::vector<X509*>& roots() const { return root_ptrs_; }
   size_t crl_count() const { return crls_.size(); }
+  // Whether any CRL of the bundle, whoever issued it, lists `cert`'s serial
+  // (see "Revocation" above).
+  bool ListsSerial(X509* cert) const;
   // The earliest notAfter over all roots (for metrics and alerts).
   absl::Time earliest_root_expiry() const { return earliest_root_expiry_; }
 
@@ -88,6 +95,8 @@ class TrustBundle final {
   std::vector<X509Ptr> roots_;
   std::vector<X509*> root_ptrs_;
   std::vector<X509CrlPtr> crls_;
+  // Every serial any CRL lists, as SerialKey() spells it.
+  absl::flat_hash_set<std::string> listed_serials_;
   absl::Time earliest_root_expiry_ = absl::InfiniteFuture();
   X509StorePtr store_;
 };

@@ -399,6 +399,27 @@ std::vector<Case> Cases() {
        kUnauth,
        "crl: certificate is revoked (serial 0x03E9) for subject "
        "CN=workload"},
+      // After a signer switch the CA publishes its new intermediate's CRL,
+      // which lists the old intermediate's revoked leaves too; no CRL of the
+      // old intermediate exists. Such a leaf must still be refused.
+      {"revoked_leaf_listed_by_another_intermediates_crl",
+       [] {
+         Scenario s = LeafViaInter(GoodLeaf());
+         s.roots = {GetPki().root, GetPki().root2};
+         s.crls = {CrlPem({&GetPki().inter2, {7, kLeafSerial}})};
+         return s;
+       },
+       kUnauth,
+       "crl: certificate is revoked (serial 0x03E9) for subject "
+       "CN=workload"},
+      {"another_intermediates_crl_for_another_serial",
+       [] {
+         Scenario s = LeafViaInter(GoodLeaf());
+         s.roots = {GetPki().root, GetPki().root2};
+         s.crls = {CrlPem({&GetPki().inter2, {7}})};
+         return s;
+       },
+       kOk, kId},
       {"crl_for_another_serial",
        [] {
          Scenario s = LeafViaInter(GoodLeaf());
