@@ -216,6 +216,7 @@ absl::Status IdentityAgent::Install(client::IssuedCertificate issued) {
 
 absl::Status IdentityAgent::Bootstrap(absl::Time deadline) {
   int attempt = 0;
+  bool last_try = false;
   while (true) {
     absl::StatusOr<client::IssuedCertificate> issued = source_->Bootstrap();
     absl::Status status = issued.status();
@@ -236,15 +237,26 @@ absl::Status IdentityAgent::Bootstrap(absl::Time deadline) {
         absl::IsInvalidArgument(status) || absl::IsFailedPrecondition(status)) {
       return status;
     }
+    // Retries until the deadline, the last one at the deadline itself
+    // (not one backoff early).
+    const absl::Duration left = deadline - clock_->Now();
+    if (last_try || left <= absl::ZeroDuration()) return status;
     absl::Duration wait =
         RetryBackoff(++attempt, policy_, random01_(), absl::ZeroDuration());
-    if (clock_->Now() + wait > deadline) return status;
+    if (wait >= left) {
+      wait = left;
+      last_try = true;
+    }
     if (stop_.WaitForNotificationWithTimeout(wait)) return status;
   }
 }
 
 void IdentityAgent::OnBundle(const v1::TrustBundle& bundle) {
   absl::MutexLock lock(&mu_);
+  // A bundle from the CA (the watch sends the current one whenever it
+  // reconnects) means the CA answers again: a renewal waiting out its
+  // backoff (up to max_backoff, a minute by default) is tried at once.
+  if (failed_attempts_ > 0) retry_at_ = absl::InfinitePast();
   if (bundle.sequence_number() <= bundle_.sequence_number() &&
       !bundle_.root_certificates_pem().empty()) {
     return;
@@ -302,6 +314,7 @@ absl::Time IdentityAgent::Step(absl::Time now) {
   if (issued.ok()) status = Install(std::move(*issued));
   if (status.ok()) {
     ++stats_.renewals_ok;
+    stats_.last_error.clear();  // /certs shows the current trouble, if any
     return renew_at_;
   }
   ++stats_.renewals_failed;

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <deque>
+#include <functional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -103,8 +104,21 @@ class ScriptedSource final : public IdentitySource {
     return Next();
   }
   std::unique_ptr<client::BundleWatch> Watch(
-      std::function<void(const v1::TrustBundle&)>) override {
+      std::function<void(const v1::TrustBundle&)> on_bundle) override {
+    absl::MutexLock lock(&mu_);
+    on_bundle_ = std::move(on_bundle);
     return nullptr;
+  }
+  // What the watch would deliver (the CA sends its current bundle whenever
+  // the watch reconnects).
+  void Deliver(const v1::TrustBundle& bundle) {
+    std::function<void(const v1::TrustBundle&)> f;
+    {
+      absl::MutexLock lock(&mu_);
+      f = on_bundle_;
+    }
+    ASSERT_TRUE(f != nullptr) << "no watch open";
+    f(bundle);
   }
   bool TrustRoots(const std::vector<std::string>& roots) override {
     absl::MutexLock lock(&mu_);
@@ -118,6 +132,7 @@ class ScriptedSource final : public IdentitySource {
 
  private:
   std::vector<std::string> trusted_roots_ ABSL_GUARDED_BY(mu_);
+  std::function<void(const v1::TrustBundle&)> on_bundle_ ABSL_GUARDED_BY(mu_);
   absl::StatusOr<client::IssuedCertificate> Next()
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!failures_.empty()) {
@@ -242,6 +257,40 @@ TEST_F(AgentTest, RecoversWhenTheCaComesBack) {
   EXPECT_EQ(agent->Stats().renewals_failed, 2u);
   EXPECT_EQ(agent->Stats().renewals_ok, 1u);
   EXPECT_NE(store_.Current()->serial, first->serial);
+}
+
+// Polls `condition` (real time) until it holds or `timeout` passes.
+bool WaitUntil(const std::function<bool()>& condition, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!condition()) {
+    if (absl::Now() >= deadline) return false;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return true;
+}
+
+// The CA back (its bundle arrives on the reconnected watch): the renewal
+// is tried at once, not after the rest of a backoff of up to a minute.
+TEST_F(AgentTest, BundleFromTheCaBringsTheRetryForward) {
+  auto agent = MakeAgent(absl::Minutes(10));
+  ASSERT_TRUE(agent->Bootstrap(clock_.Now() + absl::Seconds(5)).ok());
+  source_->FailNext(1, absl::UnavailableError("CA unreachable"));
+  clock_.Set(agent->Stats().next_renewal);
+  // The agent's own thread, on a clock that stands still: after the first
+  // failure, its retry lies in a future that never comes.
+  agent->Start();
+  ASSERT_TRUE(WaitUntil([&] { return agent->Stats().renewals_failed == 1; },
+                        absl::Seconds(5)));
+  EXPECT_FALSE(agent->Stats().last_error.empty());
+  absl::SleepFor(absl::Milliseconds(1500));
+  EXPECT_EQ(agent->Stats().renewals_ok, 0u) << "retried before its time";
+
+  source_->Deliver(ca_.bundle());
+  EXPECT_TRUE(WaitUntil([&] { return agent->Stats().renewals_ok == 1; },
+                        absl::Seconds(5)))
+      << "the bundle did not bring the retry forward";
+  EXPECT_EQ(agent->Stats().last_error, "") << "cleared by the success";
+  agent->Stop();
 }
 
 TEST_F(AgentTest, ShortLivedBackdatedCertificateIsNotRenewedAtOnce) {
