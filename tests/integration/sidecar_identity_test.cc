@@ -437,10 +437,10 @@ TEST_F(SidecarIdentityTest, UpstreamWithUnexpectedSpiffeIdIsRefused) {
   EXPECT_TRUE(absl::StrContains(status.error_message(), "peer is spiffe://") &&
               absl::StrContains(status.error_message(), ", expected spiffe://"))
       << status.error_message();
-  EXPECT_GT(client_->MetricSum(kInboundFailures,
-                               {"side=\"outbound\"",
-                                "reason=\"identity_rejected\""}),
-            before);
+  EXPECT_GT(
+      client_->MetricSum(kInboundFailures,
+                         {"side=\"outbound\"", "reason=\"identity_rejected\""}),
+      before);
   // The right ID over the same upstream still works.
   EchoVia(kEchoAuthority, {}, &status);
   EXPECT_TRUE(status.ok()) << status.error_message();
