@@ -130,6 +130,9 @@ void ApplyCaDefaults(CaConfig* config) {
     config->mutable_rate_limit()->set_burst(20);
   }
   if (config->max_request_bytes() == 0) config->set_max_request_bytes(65536);
+  if (config->max_bundle_watchers() == 0) {
+    config->set_max_bundle_watchers(10000);
+  }
   if (config->storage().kind().empty()) {
     config->mutable_storage()->set_kind("sqlite");
   }

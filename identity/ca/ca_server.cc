@@ -473,6 +473,17 @@ class CertificateAuthorityImpl final
   grpc::ServerWriteReactor<v1::TrustBundle>* WatchTrustBundle(
       grpc::CallbackServerContext* context,
       const v1::WatchTrustBundleRequest* request) override {
+    // The bundle is public (roots and a CRL), so a watch needs no
+    // credential; what bounds its cost is this cap (approximate: checked
+    // before subscribing).
+    if (state_->publisher().watcher_count() >=
+        state_->config().max_bundle_watchers()) {
+      return new RefusedWatch(grpc::Status(
+          grpc::StatusCode::RESOURCE_EXHAUSTED,
+          absl::StrCat("too many trust bundle watchers (max_bundle_watchers ",
+                       state_->config().max_bundle_watchers(),
+                       "); retry later")));
+    }
     return new BundleWatcher(&state_->publisher());
   }
 
@@ -480,6 +491,13 @@ class CertificateAuthorityImpl final
   // Streams the current bundle, then each newer one. Only the newest
   // pending bundle is kept: a slow watcher skips intermediate versions
   // rather than growing a queue.
+  // A watch refused at once.
+  class RefusedWatch final : public grpc::ServerWriteReactor<v1::TrustBundle> {
+   public:
+    explicit RefusedWatch(grpc::Status status) { Finish(std::move(status)); }
+    void OnDone() override { delete this; }
+  };
+
   class BundleWatcher final : public grpc::ServerWriteReactor<v1::TrustBundle> {
    public:
     explicit BundleWatcher(BundlePublisher* publisher) : publisher_(publisher) {

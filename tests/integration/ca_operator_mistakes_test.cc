@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -343,6 +344,56 @@ TEST(CaTrustDomainTest, ServeTakesTheTrustDomainFromTheDataDir) {
             "spiffe://example.org/ns/shop/sa/a");
   EXPECT_TRUE((*ca)->Stop().Success());
   meshguard::testing::RemoveTree(*work);
+}
+
+TEST(CaWatchLimitTest, WatchersBeyondTheCapAreRefusedUntilOneCloses) {
+  absl::StatusOr<std::unique_ptr<CaInstance>> ca = CaInstance::Init("wcap");
+  ASSERT_TRUE(ca.ok()) << ca.status();
+  ASSERT_TRUE((*ca)->Serve("max_bundle_watchers: 2\n").ok());
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = (*ca)->bundle_pem();
+  grpc::ChannelArguments args;
+  args.SetSslTargetNameOverride("meshguard-ca");
+  auto stub = ca::v1::CertificateAuthority::NewStub(grpc::CreateCustomChannel(
+      (*ca)->address(), grpc::SslCredentials(ssl), args));
+  struct Watch {
+    grpc::ClientContext context;
+    std::unique_ptr<grpc::ClientReader<ca::v1::TrustBundle>> reader;
+  };
+  auto open = [&](Watch* w) {
+    w->context.set_deadline(std::chrono::system_clock::now() +
+                            std::chrono::seconds(30));
+    w->reader =
+        stub->WatchTrustBundle(&w->context, ca::v1::WatchTrustBundleRequest());
+    ca::v1::TrustBundle first;
+    return w->reader->Read(&first);
+  };
+  Watch a, b, c;
+  ASSERT_TRUE(open(&a));
+  ASSERT_TRUE(open(&b));
+  EXPECT_FALSE(open(&c)) << "a third watch got a bundle";
+  grpc::Status refused = c.reader->Finish();
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(refused.error_message(), HasSubstr("max_bundle_watchers 2"));
+
+  a.context.TryCancel();
+  a.reader->Finish().IgnoreError();
+  // The CA notices the cancel asynchronously: retry for a while.
+  bool reopened = false;
+  for (int i = 0; i < 50 && !reopened; ++i) {
+    Watch d;
+    reopened = open(&d);
+    if (reopened) {
+      d.context.TryCancel();
+      d.reader->Finish().IgnoreError();
+    } else {
+      d.reader->Finish().IgnoreError();
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+  }
+  EXPECT_TRUE(reopened) << "a closed watch did not free its place";
+  b.context.TryCancel();
+  b.reader->Finish().IgnoreError();
 }
 
 TEST(CaInitTest, BadLifetimeLeavesNoDirectoryAndClampingIsShown) {
