@@ -100,17 +100,6 @@ absl::Status PrepareOutDir(const std::string& out_dir, mode_t mode) {
   return absl::OkStatus();
 }
 
-// Writes key.pem (0600), cert.pem and bundle.pem into out_dir as a set: all
-// three new ones, or (on an error) the old ones untouched, so a key is never
-// left beside a certificate it does not match.
-absl::Status WriteCredentials(const std::string& out_dir,
-                              const client::IssuedCertificate& issued) {
-  return util::ReplaceFiles(out_dir,
-                            {{"key.pem", issued.key_pem, 0600},
-                             {"cert.pem", issued.ChainPem(), 0644},
-                             {"bundle.pem", issued.BundlePem(), 0644}});
-}
-
 void PrintIssued(const client::IssuedCertificate& issued,
                  const std::string& out_dir) {
   printf(
@@ -149,7 +138,7 @@ int CertRequest(const GlobalOptions& g, const std::string& token,
     issued = (*c)->IssueWithToken(bearer, ttl);
   }
   if (!issued.ok()) return Fail(issued.status());
-  if (absl::Status s = WriteCredentials(out_dir, *issued); !s.ok()) {
+  if (absl::Status s = issued->WriteFiles(out_dir); !s.ok()) {
     return Fail(s);
   }
   PrintIssued(*issued, out_dir);
@@ -172,7 +161,7 @@ int CertRenew(const GlobalOptions& g, const std::string& cert_file,
   absl::StatusOr<client::IssuedCertificate> issued =
       (*c)->Renew(*cert, *key, ttl);
   if (!issued.ok()) return Fail(issued.status());
-  if (absl::Status s = WriteCredentials(out_dir, *issued); !s.ok()) {
+  if (absl::Status s = issued->WriteFiles(out_dir); !s.ok()) {
     return Fail(s);
   }
   PrintIssued(*issued, out_dir);

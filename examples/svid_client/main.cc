@@ -61,13 +61,6 @@ int Fail(const absl::Status& status) {
   return 1;
 }
 
-absl::Status Write(const std::string& dir,
-                   const client::IssuedCertificate& issued) {
-  return util::ReplaceFiles(dir, {{"key.pem", issued.key_pem, 0600},
-                                  {"cert.pem", issued.ChainPem(), 0644},
-                                  {"bundle.pem", issued.BundlePem(), 0644}});
-}
-
 void Print(const char* what, const client::IssuedCertificate& issued) {
   printf("%s spiffe_id=%s serial=%s not_after=%s\n", what,
          issued.spiffe_id.c_str(), issued.serial.c_str(),
@@ -122,7 +115,7 @@ int main(int argc, char** argv) {
         std::string(absl::StripAsciiWhitespace(*token)), ttl);
   }
   if (!current.ok()) return Fail(current.status());
-  if (absl::Status s = Write(out_dir, *current); !s.ok()) return Fail(s);
+  if (absl::Status s = current->WriteFiles(out_dir); !s.ok()) return Fail(s);
   Print("issued", *current);
 
   // 3. New roots and CRLs as the CA publishes them (a server using
@@ -153,7 +146,8 @@ int main(int argc, char** argv) {
     if (g_stop.WaitForNotificationWithTimeout(renew_at - absl::Now())) break;
     absl::StatusOr<client::IssuedCertificate> next =
         (*ca)->Renew(current->ChainPem(), current->key_pem, ttl);
-    absl::Status written = next.ok() ? Write(out_dir, *next) : next.status();
+    absl::Status written =
+        next.ok() ? next->WriteFiles(out_dir) : next.status();
     if (!written.ok()) {
       fprintf(stderr, "svid_client: renewal failed: %s\n",
               std::string(written.message()).c_str());

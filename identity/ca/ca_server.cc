@@ -116,6 +116,11 @@ class CaState final {
         material_(std::move(material)),
         store_(std::move(store)),
         jwt_(std::move(jwt)),
+        // The trust domain was validated with the config.
+        serving_identity_(crypto::SpiffeId::ForServiceAccount(
+                              config_.trust_domain(), kServingNamespace,
+                              kServingServiceAccount)
+                              .value()),
         publisher_(config_.trust_domain()),
         limiter_(config_.rate_limit().requests_per_second(),
                  config_.rate_limit().burst(), /*max_keys=*/100000,
@@ -181,12 +186,7 @@ class CaState final {
 
   const CaConfig& config() const { return config_; }
   // The SPIFFE ID on the CA's own serving certificate.
-  crypto::SpiffeId serving_identity() const {
-    return crypto::SpiffeId::ForServiceAccount(config_.trust_domain(),
-                                               kServingNamespace,
-                                               kServingServiceAccount)
-        .value();
-  }
+  const crypto::SpiffeId& serving_identity() const { return serving_identity_; }
   BundlePublisher& publisher() { return publisher_; }
   // The store goes first: its destructor commits any row still queued and
   // runs that call's completion, which counts and logs through this object.
@@ -362,6 +362,7 @@ class CaState final {
   std::vector<std::string> issuer_chain_pems_;
   std::unique_ptr<IssuanceStore> store_;
   std::unique_ptr<JwtAuthenticator> jwt_;
+  const crypto::SpiffeId serving_identity_;
   BundlePublisher publisher_;
   util::RateLimiter limiter_;
   util::RateLimiter failure_limiter_;

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "identity/crypto/certificate.h"
+#include "identity/util/file_util.h"
 
 namespace meshguard::client {
 
@@ -26,6 +27,12 @@ std::string IssuedCertificate::ChainPem() const {
   std::string out;
   for (const std::string& pem : chain_pem) absl::StrAppend(&out, pem);
   return out;
+}
+
+absl::Status IssuedCertificate::WriteFiles(const std::string& dir) const {
+  return util::ReplaceFiles(dir, {{"key.pem", key_pem, 0600},
+                                  {"cert.pem", ChainPem(), 0644},
+                                  {"bundle.pem", BundlePem(), 0644}});
 }
 
 std::string IssuedCertificate::BundlePem() const {

@@ -58,6 +58,10 @@ struct IssuedCertificate {
 
   std::string ChainPem() const;   // chain_pem concatenated
   std::string BundlePem() const;  // bundle roots concatenated
+  // Writes dir/key.pem (0600), dir/cert.pem (ChainPem) and dir/bundle.pem
+  // as a set (util::ReplaceFiles): all three new ones, or on an error the
+  // old ones untouched, so a key never sits beside another certificate.
+  absl::Status WriteFiles(const std::string& dir) const;
 };
 
 // Runs WatchTrustBundle on its own thread and calls `on_bundle` for each

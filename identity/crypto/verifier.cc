@@ -64,7 +64,8 @@ std::string FormatUtc(absl::Time t) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
 }
 
-// A serial as a set key: the hex of its value (sign included).
+// A serial as a set key: the hex of its value (sign included), upper case
+// (the libraries disagree on BN_bn2hex's case).
 std::string SerialKey(const ASN1_INTEGER* serial) {
   BignumPtr bn(ASN1_INTEGER_to_BN(serial, nullptr));
   if (bn == nullptr) return "?";
@@ -72,13 +73,9 @@ std::string SerialKey(const ASN1_INTEGER* serial) {
   return hex == nullptr ? "?" : absl::AsciiStrToUpper(hex.get());
 }
 
+// For messages: "0x" and SerialKey's spelling.
 std::string SerialHex(X509* x) {
-  BignumPtr bn(ASN1_INTEGER_to_BN(X509_get_serialNumber(x), nullptr));
-  if (bn == nullptr) return "?";
-  OpensslString hex(BN_bn2hex(bn.get()));
-  if (hex == nullptr) return "?";
-  // Upper case: the libraries disagree on BN_bn2hex's case.
-  return absl::StrCat("0x", absl::AsciiStrToUpper(hex.get()));
+  return absl::StrCat("0x", SerialKey(X509_get_serialNumber(x)));
 }
 
 absl::Status Unauthenticated(absl::string_view step, absl::string_view what) {

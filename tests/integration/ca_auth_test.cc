@@ -566,12 +566,7 @@ TEST_F(CaAuthTest, MalformedOrTinyTtlsAreInvalidArgumentAndSpendNothing) {
 
 TEST_F(CaAuthTest, BearerSchemeIsCaseInsensitive) {
   ASSERT_NO_FATAL_FAILURE(StartCaWithJwks());
-  grpc::SslCredentialsOptions ssl;
-  ssl.pem_root_certs = ca_->bundle_pem();
-  grpc::ChannelArguments args;
-  args.SetSslTargetNameOverride("meshguard-ca");
-  auto stub = ca::v1::CertificateAuthority::NewStub(grpc::CreateCustomChannel(
-      ca_->address(), grpc::SslCredentials(ssl), args));
+  auto stub = ca_->RawStub();
   crypto::EvpPkeyPtr key = NewKey();
   for (const char* scheme : {"bearer ", "BEARER ", "Bearer "}) {
     SCOPED_TRACE(scheme);

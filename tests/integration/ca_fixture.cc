@@ -199,6 +199,16 @@ std::unique_ptr<client::CaClient> CaInstance::Client() const {
   return c.ok() ? *std::move(c) : nullptr;
 }
 
+std::unique_ptr<ca::v1::CertificateAuthority::Stub> CaInstance::RawStub()
+    const {
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = bundle_pem();
+  grpc::ChannelArguments args;
+  args.SetSslTargetNameOverride(ClientOptions().server_name);
+  return ca::v1::CertificateAuthority::NewStub(
+      grpc::CreateCustomChannel(address(), grpc::SslCredentials(ssl), args));
+}
+
 std::unique_ptr<client::CaAdminClient> CaInstance::Admin() const {
   absl::StatusOr<std::unique_ptr<client::CaAdminClient>> c =
       client::CaAdminClient::ForSocket(admin_socket());

@@ -77,6 +77,9 @@ class CaInstance {
   std::string bundle_pem() const;
 
   std::unique_ptr<client::CaClient> Client() const;
+  // The CA's gRPC service without the client library, over TLS trusting
+  // bundle_pem(), for requests the library would not send.
+  std::unique_ptr<ca::v1::CertificateAuthority::Stub> RawStub() const;
   std::unique_ptr<client::CaAdminClient> Admin() const;  // admin socket
   client::CaClientOptions ClientOptions() const;
 

@@ -350,12 +350,7 @@ TEST(CaWatchLimitTest, WatchersBeyondTheCapAreRefusedUntilOneCloses) {
   absl::StatusOr<std::unique_ptr<CaInstance>> ca = CaInstance::Init("wcap");
   ASSERT_TRUE(ca.ok()) << ca.status();
   ASSERT_TRUE((*ca)->Serve("max_bundle_watchers: 2\n").ok());
-  grpc::SslCredentialsOptions ssl;
-  ssl.pem_root_certs = (*ca)->bundle_pem();
-  grpc::ChannelArguments args;
-  args.SetSslTargetNameOverride("meshguard-ca");
-  auto stub = ca::v1::CertificateAuthority::NewStub(grpc::CreateCustomChannel(
-      (*ca)->address(), grpc::SslCredentials(ssl), args));
+  auto stub = (*ca)->RawStub();
   struct Watch {
     grpc::ClientContext context;
     std::unique_ptr<grpc::ClientReader<ca::v1::TrustBundle>> reader;
