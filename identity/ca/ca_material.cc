@@ -1,8 +1,13 @@
 #include "identity/ca/ca_material.h"
 
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "google/protobuf/util/time_util.h"
 #include "identity/crypto/certificate.h"
@@ -223,7 +228,31 @@ std::string SigningCertificateTrustDomain(const CaConfig& config) {
   return "";
 }
 
+absl::Status CheckDataDirAndKeyModes(const CaConfig& config) {
+  // Group bits are allowed: Kubernetes gives a PVC and a Secret volume the
+  // pod's fsGroup (a data dir 2770, keys 0440 in deploy/k8s/ca).
+  struct stat st;
+  if (!config.data_dir().empty() && stat(config.data_dir().c_str(), &st) == 0 &&
+      (st.st_mode & S_IWOTH)) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "data dir %s is writable by every user (mode %04o): another user "
+        "could replace the issuance log, the serving key or the admin "
+        "socket; chmod o-w %s (meshguard-ca init makes it 0700)",
+        config.data_dir(), st.st_mode & 07777, config.data_dir()));
+  }
+  // stat, not lstat: a Secret's files are symlinks into its ..data dir.
+  const std::string& key = config.signing_key_file();
+  if (stat(key.c_str(), &st) == 0 && (st.st_mode & S_IRWXO)) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "signing key %s is open to every user (mode %04o); chmod o-rwx %s "
+        "(0600, or 0440 with a group as a Kubernetes Secret's defaultMode)",
+        key, st.st_mode & 07777, key));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<CaMaterial> LoadCaMaterial(const CaConfig& config) {
+  if (absl::Status s = CheckDataDirAndKeyModes(config); !s.ok()) return s;
   CaMaterial material;
   absl::StatusOr<std::string> cert_pem =
       util::ReadFile(config.signing_cert_file());

@@ -69,6 +69,12 @@ struct CaMaterial {
 std::string SigningCertificateTrustDomain(
     const meshguard::config::v1::CaConfig& config);
 
+// Refuses a data dir that every user may write to, and a signing key that
+// every user may read (FAILED_PRECONDITION naming the path and its mode).
+// Group access is allowed (Kubernetes fsGroup). LoadCaMaterial calls it.
+absl::Status CheckDataDirAndKeyModes(
+    const meshguard::config::v1::CaConfig& config);
+
 // Loads the signing certificate and key and the trust bundle named by a
 // defaulted config. Checks that the signing certificate chains to a root of
 // the bundle and that the key matches it; errors name the file.

@@ -296,6 +296,52 @@ TEST_F(CaOperatorMistakesTest, NegativeTtlIsRefused) {
       << issued.status();
 }
 
+// A data dir anyone may write to, or a signing key anyone may read, is
+// refused at start with the path and its mode; group access, which
+// Kubernetes gives the pod's fsGroup on a PVC and a Secret volume, is not.
+TEST(CaDataDirModeTest, WorldAccessIsRefusedGroupAccessIsNot) {
+  absl::StatusOr<std::unique_ptr<CaInstance>> ca = CaInstance::Init("modes");
+  ASSERT_TRUE(ca.ok()) << ca.status();
+  const std::string dir = (*ca)->data_dir();
+  const std::string key = dir + "/intermediate-key.pem";
+  absl::StatusOr<int> port = PickFreePort();
+  absl::StatusOr<int> http = PickFreePort();
+  ASSERT_TRUE(port.ok() && http.ok());
+  const std::vector<std::string> args = {"--data_dir",     dir,
+                                         "--listen",       Loopback(*port),
+                                         "--admin_listen", Loopback(*http)};
+
+  ASSERT_EQ(chmod(key.c_str(), 0644), 0);
+  RunResult readable = ServeExpectingFailure(args);
+  EXPECT_FALSE(readable.timed_out) << "it must not start serving";
+  EXPECT_NE(readable.status.code, 0) << readable.ToString();
+  EXPECT_THAT(readable.err, AllOf(HasSubstr(absl::StrCat("signing key ", key)),
+                                  HasSubstr("open to every user (mode 0644)"),
+                                  HasSubstr("chmod o-rwx")))
+      << readable.ToString();
+
+  ASSERT_EQ(chmod(key.c_str(), 0600), 0);
+  ASSERT_EQ(chmod(dir.c_str(), 0777), 0);
+  RunResult writable = ServeExpectingFailure(args);
+  EXPECT_FALSE(writable.timed_out) << "it must not start serving";
+  EXPECT_NE(writable.status.code, 0) << writable.ToString();
+  EXPECT_THAT(writable.err,
+              AllOf(HasSubstr(absl::StrCat("data dir ", dir)),
+                    HasSubstr("writable by every user (mode 0777)")))
+      << writable.ToString();
+  // Refused before anything was created in it.
+  struct stat st;
+  EXPECT_NE(stat((dir + "/admin.sock").c_str(), &st), 0);
+  EXPECT_NE(stat((dir + "/meshguard-ca.db").c_str(), &st), 0);
+
+  // The modes a Kubernetes fsGroup gives: the CA serves and issues.
+  ASSERT_EQ(chmod(dir.c_str(), 02770), 0);
+  ASSERT_EQ(chmod(key.c_str(), 0440), 0);
+  absl::Status served = (*ca)->Serve("");
+  ASSERT_TRUE(served.ok()) << served;
+  EXPECT_TRUE((*ca)->IssueFor(SpiffeIdFor("shop", "fsgroup")).ok());
+}
+
 TEST(CaTrustDomainTest, ServeTakesTheTrustDomainFromTheDataDir) {
   absl::StatusOr<std::string> work =
       meshguard::testing::MakeShortTempDir("mg-td");
