@@ -165,6 +165,10 @@ void ApplyCaDefaults(CaConfig* config) {
   }
   if (k8s->audience().empty()) k8s->set_audience("meshguard-ca");
   DefaultDuration(k8s->mutable_clock_skew(), absl::Seconds(30));
+  // Not DefaultDuration: an explicit "0s" means no limit.
+  if (!k8s->has_max_token_lifetime()) {
+    k8s->mutable_max_token_lifetime()->set_seconds(48 * 3600);
+  }
 }
 
 absl::Status ValidateCaConfig(const CaConfig& config) {

@@ -207,6 +207,18 @@ absl::StatusOr<std::unique_ptr<JwtAuthenticator>> JwtAuthenticator::Create(
     }
     auth->clock_skew_ = skew;
   }
+  auth->max_lifetime_ = kDefaultMaxTokenLifetime;
+  if (config.has_max_token_lifetime()) {
+    const absl::Duration max =
+        absl::Seconds(config.max_token_lifetime().seconds()) +
+        absl::Nanoseconds(config.max_token_lifetime().nanos());
+    if (max < absl::ZeroDuration()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("kubernetes.max_token_lifetime ",
+                       absl::FormatDuration(max), " must not be negative"));
+    }
+    auth->max_lifetime_ = max;
+  }
   if (config.jwks_file().empty() && config.public_key_files().empty()) {
     return absl::InvalidArgumentError(
         "kubernetes token auth needs jwks_file or public_key_files");
@@ -501,6 +513,22 @@ absl::StatusOr<KubernetesIdentity> JwtAuthenticator::Authenticate(
     return Unauthenticated(
         absl::StrCat("expired at ", absl::FormatTime(*exp, absl::UTCTimeZone()),
                      " (clock skew ", absl::FormatDuration(clock_skew_), ")"));
+  }
+  if (max_lifetime_ > absl::ZeroDuration()) {
+    absl::Time issued = now;
+    if (FindField(claims, "iat") != nullptr) {
+      absl::StatusOr<absl::Time> iat = NumericDate(claims, "iat");
+      if (!iat.ok()) return iat.status();
+      issued = *iat;
+    }
+    if (*exp - issued > max_lifetime_) {
+      return Unauthenticated(
+          absl::StrCat("lives ", absl::FormatDuration(*exp - issued), " (",
+                       FindField(claims, "iat") != nullptr ? "iat" : "now",
+                       " to exp ", absl::FormatTime(*exp, absl::UTCTimeZone()),
+                       "), longer than kubernetes.max_token_lifetime ",
+                       absl::FormatDuration(max_lifetime_)));
+    }
   }
   if (FindField(claims, "nbf") != nullptr) {
     absl::StatusOr<absl::Time> nbf = NumericDate(claims, "nbf");

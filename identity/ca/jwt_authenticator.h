@@ -37,6 +37,7 @@ inline constexpr absl::string_view kDefaultKubernetesIssuer =
 inline constexpr absl::string_view kDefaultKubernetesAudience = "meshguard-ca";
 inline constexpr absl::Duration kDefaultKubernetesClockSkew = absl::Seconds(30);
 inline constexpr absl::Duration kMaxKubernetesClockSkew = absl::Minutes(10);
+inline constexpr absl::Duration kDefaultMaxTokenLifetime = absl::Hours(48);
 // Projected tokens are about 1 KiB; anything near this is not one.
 inline constexpr size_t kMaxKubernetesTokenBytes = 16 * 1024;
 
@@ -88,6 +89,7 @@ class JwtAuthenticator final {
   std::string issuer_;
   std::string audience_;
   absl::Duration clock_skew_;
+  absl::Duration max_lifetime_;  // zero: no limit
 };
 
 }  // namespace meshguard::ca

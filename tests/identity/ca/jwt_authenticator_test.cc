@@ -109,6 +109,7 @@ struct Claims {
   std::string aud_json = R"("meshguard-ca")";
   std::optional<int64_t> exp = absl::ToUnixSeconds(kNow) + 3600;
   std::optional<int64_t> nbf = absl::ToUnixSeconds(kNow) - 60;
+  std::optional<int64_t> iat = absl::ToUnixSeconds(kNow) - 60;
   std::string sub = "system:serviceaccount:shop:frontend";
   std::string kubernetes_json = kProjected;  // empty: no kubernetes.io claim
 
@@ -117,8 +118,8 @@ struct Claims {
         absl::StrCat(R"("iss":")", iss, "\""),
         absl::StrCat(R"("aud":)", aud_json),
         absl::StrCat(R"("sub":")", sub, "\""),
-        absl::StrCat(R"("iat":)", absl::ToUnixSeconds(kNow) - 60),
     };
+    if (iat) members.push_back(absl::StrCat(R"("iat":)", *iat));
     if (exp) members.push_back(absl::StrCat(R"("exp":)", *exp));
     if (nbf) members.push_back(absl::StrCat(R"("nbf":)", *nbf));
     if (!kubernetes_json.empty()) {
@@ -224,6 +225,22 @@ TEST_F(JwtAuthenticatorTest, RefusesBadTokens) {
        Mint(JWT_ALG_RS256, rsa_->private_pem, "rsa-1",
             claims_with([&](Claims& c) { c.nbf = now + 31; })),
        "not yet valid"},
+      // A year-long token (say, minted by hand and leaked) is refused even
+      // though it has not expired: 48 h is the default limit.
+      {"lifetime_over_the_limit",
+       Mint(JWT_ALG_RS256, rsa_->private_pem, "rsa-1",
+            claims_with([&](Claims& c) {
+              c.iat = now - 60;
+              c.exp = now - 60 + 48 * 3600 + 1;
+            })),
+       "lives 48h1s (iat to exp"},
+      {"no_iat_and_far_exp",
+       Mint(JWT_ALG_RS256, rsa_->private_pem, "rsa-1",
+            claims_with([&](Claims& c) {
+              c.iat.reset();
+              c.exp = now + 365 * 24 * 3600;
+            })),
+       "longer than kubernetes.max_token_lifetime 48h"},
       {"wrong_audience",
        Mint(JWT_ALG_RS256, rsa_->private_pem, "rsa-1",
             claims_with([](Claims& c) { c.aud_json = R"("kubernetes")"; })),
@@ -304,8 +321,58 @@ TEST_F(JwtAuthenticatorTest, RefusesBadTokens) {
     absl::StatusOr<KubernetesIdentity> id = auth->Authenticate(c.token, kNow);
     ASSERT_FALSE(id.ok()) << c.name;
     EXPECT_EQ(id.status().code(), absl::StatusCode::kUnauthenticated) << c.name;
-    EXPECT_THAT(id.status().message(), HasSubstr(c.reason)) << c.name;
+    EXPECT_THAT(std::string(id.status().message()), HasSubstr(c.reason))
+        << c.name;
   }
+}
+
+TEST_F(JwtAuthenticatorTest, MaxTokenLifetimeIsConfigurable) {
+  const int64_t now = absl::ToUnixSeconds(kNow);
+  Claims day;  // kubelet's longest usual: a projected volume asking for 24 h
+  day.iat = now - 60;
+  day.exp = now - 60 + 24 * 3600;
+  Claims year;
+  year.iat = now - 60;
+  year.exp = now - 60 + 365 * 24 * 3600;
+  const std::string day_token =
+      Mint(JWT_ALG_RS256, rsa_->private_pem, "rsa-1", day);
+  const std::string year_token =
+      Mint(JWT_ALG_RS256, rsa_->private_pem, "rsa-1", year);
+
+  auto with_max = [&](int64_t seconds) {
+    config::v1::KubernetesAuth config;
+    config.set_jwks_file(*jwks_path_);
+    config.mutable_max_token_lifetime()->set_seconds(seconds);
+    return JwtAuthenticator::Create(config);
+  };
+  absl::StatusOr<std::unique_ptr<JwtAuthenticator>> default_max =
+      JwtAuthenticator::Create([&] {
+        config::v1::KubernetesAuth config;
+        config.set_jwks_file(*jwks_path_);
+        return config;
+      }());
+  ASSERT_TRUE(default_max.ok()) << default_max.status();
+  EXPECT_TRUE((*default_max)->Authenticate(day_token, kNow).ok());
+  EXPECT_FALSE((*default_max)->Authenticate(year_token, kNow).ok());
+
+  absl::StatusOr<std::unique_ptr<JwtAuthenticator>> hour = with_max(3600);
+  ASSERT_TRUE(hour.ok()) << hour.status();
+  absl::StatusOr<KubernetesIdentity> refused =
+      (*hour)->Authenticate(day_token, kNow);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(refused.status().message(), HasSubstr("lives 24h (iat to exp"));
+  EXPECT_THAT(refused.status().message(),
+              HasSubstr("longer than kubernetes.max_token_lifetime 1h"));
+
+  absl::StatusOr<std::unique_ptr<JwtAuthenticator>> unlimited = with_max(0);
+  ASSERT_TRUE(unlimited.ok()) << unlimited.status();
+  EXPECT_TRUE((*unlimited)->Authenticate(year_token, kNow).ok());
+
+  absl::StatusOr<std::unique_ptr<JwtAuthenticator>> negative = with_max(-1);
+  ASSERT_FALSE(negative.ok());
+  EXPECT_THAT(negative.status().message(),
+              HasSubstr("kubernetes.max_token_lifetime -1s must not be "
+                        "negative"));
 }
 
 TEST_F(JwtAuthenticatorTest, PemKeyCannotStandInForAClaimedKid) {
