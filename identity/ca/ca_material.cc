@@ -2,8 +2,6 @@
 
 #include <sys/stat.h>
 
-#include <cerrno>
-#include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -165,7 +163,9 @@ void ApplyCaDefaults(CaConfig* config) {
   }
   if (k8s->audience().empty()) k8s->set_audience("meshguard-ca");
   DefaultDuration(k8s->mutable_clock_skew(), absl::Seconds(30));
-  // Not DefaultDuration: an explicit "0s" means no limit.
+  // Not DefaultDuration: an explicit "0s" means no limit. 48 h is
+  // kDefaultMaxTokenLifetime (jwt_authenticator.h), which applies when a
+  // config reaches JwtAuthenticator without these defaults.
   if (!k8s->has_max_token_lifetime()) {
     k8s->mutable_max_token_lifetime()->set_seconds(48 * 3600);
   }
