@@ -659,9 +659,16 @@ class CertificateAuthorityImpl final
                      IssuanceRecord* record) {
     const std::string requester = context.peer();
     const std::string peer_key = absl::StrCat("peer:", PeerHost(requester));
-    // Callers that keep failing to authenticate are throttled by address,
-    // so guessing tokens is slow; good callers are never charged here.
-    if (!state_->PeerMayTry(peer_key)) {
+    // Callers that keep failing to authenticate with a token are throttled
+    // by address, so guessing tokens is slow; good callers are never
+    // charged here. A caller with no token (a renewal, which a certificate
+    // authenticates) is neither held back nor charged: a certificate cannot
+    // be guessed, and a sidecar renewing from the same address as a bad
+    // caller (SNAT, host network) must not wait for it.
+    const bool brings_token = !request.join_token().empty() ||
+                              context.client_metadata().find("authorization") !=
+                                  context.client_metadata().end();
+    if (brings_token && !state_->PeerMayTry(peer_key)) {
       return Refuse(state_, "none", "rate_limited", requester,
                     grpc::StatusCode::RESOURCE_EXHAUSTED,
                     "too many failed authentications from this address");
@@ -669,7 +676,7 @@ class CertificateAuthorityImpl final
     Caller caller;
     if (grpc::Status s = Authenticate(context, request, requester, &caller);
         !s.ok()) {
-      state_->ChargeFailure(peer_key);
+      if (brings_token) state_->ChargeFailure(peer_key);
       return s;
     }
     if (!state_->AllowRate(caller.spiffe_id)) {

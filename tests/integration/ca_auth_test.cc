@@ -628,8 +628,14 @@ TEST_F(CaAuthTest, RateLimitedJoinTokenIsNotSpent) {
 TEST_F(CaAuthTest, UnauthenticatedCallersAreRateLimitedByPeerAddress) {
   // config.proto, RateLimit.requests_per_second: "per caller identity (the
   // authenticated SPIFFE ID, or the peer address before authentication)".
+  // One token per 10 s after a burst of 2: nothing refills during the test.
   ASSERT_NO_FATAL_FAILURE(
-      StartCa("rate_limit:\n  requests_per_second: 1\n  burst: 2\n"));
+      StartCa("rate_limit:\n  requests_per_second: 0.1\n  burst: 2\n"));
+  // A good workload on the same address (here all of loopback; in a
+  // cluster, a node's SNAT address or the host network).
+  absl::StatusOr<client::IssuedCertificate> neighbour =
+      ca_->IssueFor(SpiffeIdFor("shop", "neighbour"));
+  ASSERT_TRUE(neighbour.ok()) << neighbour.status();
   std::unique_ptr<client::CaClient> client = ca_->Client();
   std::vector<absl::StatusCode> codes;
   for (int i = 0; i < 4; ++i) {
@@ -638,6 +644,17 @@ TEST_F(CaAuthTest, UnauthenticatedCallersAreRateLimitedByPeerAddress) {
   }
   EXPECT_EQ(codes.back(), absl::StatusCode::kResourceExhausted)
       << "token guessing from one address is not slowed down";
+  // Its renewal, authenticated by its certificate, is not held back by the
+  // guesser's failures.
+  absl::StatusOr<client::IssuedCertificate> renewed =
+      client->Renew(neighbour->ChainPem(), neighbour->key_pem);
+  EXPECT_TRUE(renewed.ok()) << renewed.status();
+  // Another token from that address still waits.
+  absl::StatusOr<std::string> token =
+      ca_->JoinToken(SpiffeIdFor("shop", "late"));
+  ASSERT_TRUE(token.ok());
+  EXPECT_EQ(client->IssueWithJoinToken(*token).status().code(),
+            absl::StatusCode::kResourceExhausted);
 }
 
 }  // namespace
