@@ -1,6 +1,8 @@
 // What an operator sees of meshguard-ca and meshguardctl: --help, the
 // documented flag spellings, init and serve errors, verify on garbage, and
 // the CA's observability (/metrics, /healthz, /readyz, JSON log lines).
+#include <sys/stat.h>
+
 #include <map>
 #include <memory>
 #include <string>
@@ -30,6 +32,7 @@ using ::meshguard::testing::RemoveTree;
 using ::meshguard::testing::WriteFile;
 using ::testing::AllOf;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 // A scratch dir under /tmp, removed at the end of the test.
@@ -70,6 +73,42 @@ TEST(CaCliTest, DocumentedDashedFlagsAreAccepted) {
       CtlBinary(), {"--admin-socket", dir.path() + "/data/admin.sock", "list"});
   EXPECT_THAT(list.err, ::testing::Not(HasSubstr("Unknown command line flag")))
       << list.ToString();
+}
+
+// A flag of another command is refused, not ignored: `cert request
+// --spiffe-id X` must not look as if it asked for X.
+TEST(CaCliTest, FlagsOfAnotherCommandAreRefused) {
+  ScratchDir dir;
+  const std::string out = dir.path() + "/out";
+  RunResult request = RunBinary(
+      CtlBinary(), {"cert", "request", "--join-token", "unused", "--out-dir",
+                    out, "--spiffe-id", "spiffe://cluster.local/ns/a/sa/b"});
+  EXPECT_EQ(request.status.code, 2) << request.ToString();
+  EXPECT_THAT(request.err,
+              HasSubstr("--spiffe-id does not apply to cert request (it is "
+                        "for list, revoke, token create)"))
+      << request.ToString();
+  struct stat st;
+  EXPECT_NE(stat(out.c_str(), &st), 0) << "nothing is done: " << out;
+
+  RunResult inspect =
+      RunBinary(CtlBinary(), {"cert", "inspect", "/dev/null", "--live"});
+  EXPECT_EQ(inspect.status.code, 2) << inspect.ToString();
+  EXPECT_THAT(inspect.err, HasSubstr("--live does not apply to cert inspect"));
+
+  RunResult verify = RunBinary(
+      CtlBinary(),
+      {"verify", "--bundle", "b.pem", "--chain", "c.pem", "--ttl", "1h"});
+  EXPECT_EQ(verify.status.code, 2) << verify.ToString();
+  EXPECT_THAT(verify.err, HasSubstr("--ttl does not apply to verify"));
+
+  // Global flags go with any command, and a command's own flags with it
+  // (here it fails later, on the missing files, not on the flags).
+  RunResult own =
+      RunBinary(CtlBinary(), {"--ca", "127.0.0.1:1", "verify", "--bundle",
+                              "b.pem", "--chain", "c.pem", "--path-only",
+                              "--trust-domain", "cluster.local"});
+  EXPECT_THAT(own.err, Not(HasSubstr("does not apply"))) << own.ToString();
 }
 
 TEST(CaCliTest, InitTwiceFailsNamingTheExistingFile) {
