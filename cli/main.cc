@@ -4,18 +4,13 @@
 
 #include <cstdio>
 #include <iostream>
-#include <map>
-#include <set>
 #include <string>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
-#include "absl/strings/str_replace.h"
 #include "absl/time/time.h"
 #include "cli/commands.h"
 #include "identity/util/flag_names.h"
@@ -99,8 +94,8 @@ int Usage(const std::string& error) {
 // --key) are global. A flag given to a command it does not belong to is
 // an error: `cert request --spiffe-id ...` must not look as if it asked
 // for that identity.
-const std::map<std::string, std::set<std::string>>& CommandFlags() {
-  static const auto* flags = new std::map<std::string, std::set<std::string>>{
+const meshguard::util::CommandFlags& CtlCommandFlags() {
+  static const auto* flags = new meshguard::util::CommandFlags{
       {"token", {"cert request"}},
       {"token_file", {"cert request"}},
       {"join_token", {"cert request"}},
@@ -124,25 +119,6 @@ const std::map<std::string, std::set<std::string>>& CommandFlags() {
   return *flags;
 }
 
-// The first command-specific flag in `given` (normalized names, as
-// "--name[=value]" or "--noname") that `command` does not take, spelled as
-// documented ("--spiffe-id"), or "" if there is none.
-std::string MisplacedFlag(const std::vector<std::string>& given,
-                          const std::string& command) {
-  for (const std::string& arg : given) {
-    std::string name = arg.substr(2, arg.find('=') - 2);
-    auto it = CommandFlags().find(name);
-    if (it == CommandFlags().end() && absl::StartsWith(name, "no")) {
-      it = CommandFlags().find(name.substr(2));  // --nolive, --nopath_only
-    }
-    if (it == CommandFlags().end() || it->second.count(command) > 0) continue;
-    std::string documented = absl::StrReplaceAll(name, {{"_", "-"}});
-    return absl::StrCat("--", documented, " does not apply to ", command,
-                        " (it is for ", absl::StrJoin(it->second, ", "), ")");
-  }
-  return "";
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -158,15 +134,6 @@ int main(int argc, char** argv) {
   std::vector<std::string> storage;
   std::vector<char*> normalized =
       meshguard::util::NormalizeFlagNames(argc, argv, &storage);
-  // The flags as given, to check them against the command below. A value
-  // of its own ("--reason --x") would count too; absl reads "--x" as the
-  // value, so that is a misplaced flag there as well.
-  std::vector<std::string> given_flags;
-  for (size_t i = 1; i + 1 < normalized.size(); ++i) {
-    const std::string arg = normalized[i];
-    if (arg == "--") break;
-    if (arg.size() > 2 && arg.rfind("--", 0) == 0) given_flags.push_back(arg);
-  }
   // Pull out every --header (repeatable) before absl sees the rest.
   std::vector<std::string> headers;
   {
@@ -208,7 +175,8 @@ int main(int argc, char** argv) {
   const bool two_words =
       cmd == "cert" || cmd == "bundle" || cmd == "token" || cmd == "policy";
   const std::string command = two_words ? absl::StrCat(cmd, " ", sub) : cmd;
-  if (std::string misplaced = MisplacedFlag(given_flags, command);
+  if (std::string misplaced = meshguard::util::MisplacedFlag(
+          argc, argv, command, CtlCommandFlags());
       !misplaced.empty()) {
     return Usage(misplaced);
   }

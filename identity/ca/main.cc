@@ -161,6 +161,20 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string command = args[1];
+  // --data-dir and --trust-domain go with both commands.
+  static const auto* command_flags = new meshguard::util::CommandFlags{
+      {"root_ttl", {"init"}},      {"intermediate_ttl", {"init"}},
+      {"config", {"serve"}},       {"listen", {"serve"}},
+      {"admin_listen", {"serve"}},
+  };
+  if (command == "init" || command == "serve") {
+    if (std::string misplaced =
+            meshguard::util::MisplacedFlag(argc, argv, command, *command_flags);
+        !misplaced.empty()) {
+      fprintf(stderr, "meshguard-ca: %s\n\n%s", misplaced.c_str(), kUsage);
+      return 2;
+    }
+  }
   if (command == "init") return RunInit();
   if (command == "serve") return RunServe();
   fprintf(stderr, "meshguard-ca: unknown command \"%s\"\n\n%s", command.c_str(),

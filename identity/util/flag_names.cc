@@ -7,6 +7,8 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/reflection.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 
 namespace meshguard::util {
@@ -71,6 +73,31 @@ bool PrintHelpIfAsked(int argc, char** argv, absl::string_view usage,
            flag->Help().c_str());
   }
   return true;
+}
+
+std::string MisplacedFlag(int argc, char** argv, absl::string_view command,
+                          const CommandFlags& command_flags) {
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    if (arg == "--") break;
+    if (arg.size() < 3 || !absl::StartsWith(arg, "--")) continue;
+    std::string name = absl::StrReplaceAll(
+        arg.substr(2, arg.find('=') == absl::string_view::npos
+                          ? absl::string_view::npos
+                          : arg.find('=') - 2),
+        {{"-", "_"}});
+    auto it = command_flags.find(name);
+    if (it == command_flags.end() && absl::StartsWith(name, "no")) {
+      it = command_flags.find(name.substr(2));  // --nolive, --nopath-only
+    }
+    if (it == command_flags.end() || it->second.count(std::string(command))) {
+      continue;
+    }
+    return absl::StrCat("--", absl::StrReplaceAll(it->first, {{"_", "-"}}),
+                        " does not apply to ", command, " (it is for ",
+                        absl::StrJoin(it->second, ", "), ")");
+  }
+  return "";
 }
 
 }  // namespace meshguard::util

@@ -3,6 +3,8 @@
 #ifndef MESHGUARD_IDENTITY_UTIL_FLAG_NAMES_H_
 #define MESHGUARD_IDENTITY_UTIL_FLAG_NAMES_H_
 
+#include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -26,6 +28,18 @@ std::vector<std::string> ParseCommandLine(int argc, char** argv);
 // absl's own --help exits 1 and lists flags by file; ours exits 0.
 bool PrintHelpIfAsked(int argc, char** argv, absl::string_view usage,
                       absl::string_view flags_file);
+
+// Flags that belong to some commands only: flag name (underscores) -> the
+// commands that take it. Flags not listed go with every command.
+using CommandFlags = std::map<std::string, std::set<std::string>>;
+
+// The error for the first flag in argv (before a bare "--"; dashes or
+// underscores, "--name", "--name=v" or "--noname") that `command` does not
+// take, e.g. "--spiffe-id does not apply to cert request (it is for list,
+// revoke)", or "" if every flag fits. A flag given to the wrong command
+// would otherwise be ignored, as if it had done something.
+std::string MisplacedFlag(int argc, char** argv, absl::string_view command,
+                          const CommandFlags& command_flags);
 
 }  // namespace meshguard::util
 

@@ -102,6 +102,14 @@ TEST(CaCliTest, FlagsOfAnotherCommandAreRefused) {
   EXPECT_EQ(verify.status.code, 2) << verify.ToString();
   EXPECT_THAT(verify.err, HasSubstr("--ttl does not apply to verify"));
 
+  RunResult init = RunBinary(
+      CaBinary(),
+      {"init", "--data-dir", dir.path() + "/data", "--listen", "127.0.0.1:1"});
+  EXPECT_EQ(init.status.code, 2) << init.ToString();
+  EXPECT_THAT(init.err,
+              HasSubstr("--listen does not apply to init (it is for serve)"));
+  EXPECT_NE(stat((dir.path() + "/data").c_str(), &st), 0);
+
   // Global flags go with any command, and a command's own flags with it
   // (here it fails later, on the missing files, not on the flags).
   RunResult own =

@@ -34,5 +34,38 @@ TEST(FlagNamesTest, LeavesShortArgumentsAlone) {
               ::testing::ElementsAre("prog", "-", "--", "a-b"));
 }
 
+std::string Misplaced(std::vector<std::string> args,
+                      const std::string& command) {
+  const CommandFlags flags = {{"out_dir", {"cert request", "bundle fetch"}},
+                              {"live", {"list"}}};
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  return MisplacedFlag(static_cast<int>(argv.size()), argv.data(), command,
+                       flags);
+}
+
+TEST(MisplacedFlagTest, NamesTheFlagTheCommandAndWhereItBelongs) {
+  EXPECT_EQ(Misplaced({"prog", "verify", "--out-dir", "o"}, "verify"),
+            "--out-dir does not apply to verify (it is for bundle fetch, "
+            "cert request)");
+  // Every spelling of the name and of a boolean.
+  EXPECT_THAT(Misplaced({"prog", "--out_dir=o", "x"}, "x"),
+              ::testing::StartsWith("--out-dir does not apply to x"));
+  EXPECT_THAT(Misplaced({"prog", "--nolive", "x"}, "x"),
+              ::testing::StartsWith("--live does not apply to x"));
+  EXPECT_THAT(Misplaced({"prog", "--live=false", "x"}, "x"),
+              ::testing::StartsWith("--live does not apply to x"));
+}
+
+TEST(MisplacedFlagTest, AcceptsOwnAndGlobalFlagsAndStopsAtDoubleDash) {
+  EXPECT_EQ(
+      Misplaced({"prog", "--out-dir", "o", "--ca", "a", "bundle", "fetch"},
+                "bundle fetch"),
+      "");
+  EXPECT_EQ(Misplaced({"prog", "--live", "list"}, "list"), "");
+  EXPECT_EQ(Misplaced({"prog", "list", "--", "--out-dir"}, "list"), "");
+  EXPECT_EQ(Misplaced({"prog", "-", "list"}, "list"), "");
+}
+
 }  // namespace
 }  // namespace meshguard::util
