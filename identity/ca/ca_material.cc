@@ -34,7 +34,7 @@ absl::Status WithFile(const std::string& path, const absl::Status& status) {
 
 }  // namespace
 
-absl::Status InitDataDir(const InitOptions& options) {
+absl::StatusOr<InitResult> InitDataDir(const InitOptions& options) {
   if (options.data_dir.empty()) {
     return absl::InvalidArgumentError("--data-dir is required");
   }
@@ -106,7 +106,8 @@ absl::Status InitDataDir(const InitOptions& options) {
       return s;
     }
   }
-  return absl::OkStatus();
+  return InitResult{crypto::NotAfter(root->get()),
+                    crypto::NotAfter(intermediate->get())};
 }
 
 void ApplyCaDefaults(CaConfig* config) {
@@ -163,12 +164,8 @@ void ApplyCaDefaults(CaConfig* config) {
   }
   if (k8s->audience().empty()) k8s->set_audience("meshguard-ca");
   DefaultDuration(k8s->mutable_clock_skew(), absl::Seconds(30));
-  // Not DefaultDuration: an explicit "0s" means no limit. 48 h is
-  // kDefaultMaxTokenLifetime (jwt_authenticator.h), which applies when a
-  // config reaches JwtAuthenticator without these defaults.
-  if (!k8s->has_max_token_lifetime()) {
-    k8s->mutable_max_token_lifetime()->set_seconds(48 * 3600);
-  }
+  // max_token_lifetime is left unset: JwtAuthenticator applies its default
+  // (kDefaultMaxTokenLifetime), and an explicit "0s" means no limit.
 }
 
 absl::Status ValidateCaConfig(const CaConfig& config) {

@@ -42,10 +42,18 @@ struct InitOptions {
   absl::Time now = absl::Now();
 };
 
+// The certificates InitDataDir issued: their expiry as signed (an
+// intermediate never outlives its root, so a longer intermediate_ttl is
+// cut to the root's).
+struct InitResult {
+  absl::Time root_not_after;
+  absl::Time intermediate_not_after;
+};
+
 // Creates a root and an intermediate (ECDSA P-256) and bundle.pem in
 // data_dir. Refuses (ALREADY_EXISTS, naming the file) if any key or
 // certificate is already there; never overwrites.
-absl::Status InitDataDir(const InitOptions& options);
+absl::StatusOr<InitResult> InitDataDir(const InitOptions& options);
 
 // Fills every unset field of `config` with its documented default.
 void ApplyCaDefaults(meshguard::config::v1::CaConfig* config);

@@ -13,9 +13,7 @@
 #include "absl/time/time.h"
 #include "identity/ca/ca_material.h"
 #include "identity/ca/ca_server.h"
-#include "identity/crypto/certificate.h"
 #include "identity/crypto/spiffe_id.h"
-#include "identity/util/file_util.h"
 #include "identity/util/flag_names.h"
 #include "identity/util/yaml_config.h"
 
@@ -79,28 +77,23 @@ int RunInit() {
   options.root_ttl = absl::GetFlag(FLAGS_root_ttl);
   options.intermediate_ttl = absl::GetFlag(FLAGS_intermediate_ttl);
   if (options.data_dir.empty()) return Fail("init: --data-dir is required");
-  if (absl::Status s = meshguard::ca::InitDataDir(options); !s.ok()) {
-    return Fail(absl::StrCat("init: ", s.message()));
+  absl::StatusOr<meshguard::ca::InitResult> issued =
+      meshguard::ca::InitDataDir(options);
+  if (!issued.ok()) {
+    return Fail(absl::StrCat("init: ", issued.status().message()));
   }
   printf("initialized CA for trust domain %s in %s\n",
          options.trust_domain.c_str(), options.data_dir.c_str());
   // The lifetimes as issued: the intermediate never outlives the root, so a
   // longer --intermediate-ttl is cut to the root's expiry.
-  for (const auto& [label, name] :
-       {std::pair<const char*, const char*>{"root_not_after",
-                                            meshguard::ca::kRootCertFile},
-        {"intermediate_not_after", meshguard::ca::kIntermediateCertFile}}) {
-    absl::StatusOr<std::string> pem = meshguard::util::ReadFile(
-        meshguard::util::JoinPath(options.data_dir, name));
-    if (!pem.ok()) continue;
-    absl::StatusOr<meshguard::crypto::X509Ptr> cert =
-        meshguard::crypto::ParseCertificatePem(*pem);
-    if (!cert.ok()) continue;
-    printf("%s: %s\n", label,
-           absl::FormatTime("%Y-%m-%dT%H:%M:%SZ",
-                            meshguard::crypto::NotAfter(cert->get()),
-                            absl::UTCTimeZone())
-               .c_str());
+  for (const auto& [label, not_after] :
+       {std::pair<const char*, absl::Time>{"root_not_after",
+                                           issued->root_not_after},
+        {"intermediate_not_after", issued->intermediate_not_after}}) {
+    printf(
+        "%s: %s\n", label,
+        absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", not_after, absl::UTCTimeZone())
+            .c_str());
   }
   return 0;
 }

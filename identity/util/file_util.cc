@@ -45,6 +45,22 @@ absl::Status WriteAll(int fd, absl::string_view contents,
   return absl::OkStatus();
 }
 
+// Creates `path` with open(2) `flags` (O_TRUNC to replace a temporary,
+// O_EXCL for a new file), sets `mode` exactly (whatever the umask), writes
+// and fsyncs `contents`. On a failure the file is removed.
+absl::Status WriteSyncedFile(const std::string& path,
+                             absl::string_view contents, mode_t mode,
+                             int flags) {
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | flags, mode);
+  if (fd < 0) return ErrnoError("cannot create", path, errno);
+  absl::Status s = fchmod(fd, mode) == 0
+                       ? WriteAll(fd, contents, path)
+                       : ErrnoError("cannot chmod", path, errno);
+  close(fd);
+  if (!s.ok()) unlink(path.c_str());
+  return s;
+}
+
 absl::Status SyncDirectoryOf(const std::string& path) {
   size_t slash = path.rfind('/');
   std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
@@ -89,19 +105,8 @@ absl::StatusOr<std::string> ReadFile(const std::string& path,
 absl::Status WriteFileAtomically(const std::string& path,
                                  absl::string_view contents, mode_t mode) {
   std::string tmp = absl::StrCat(path, ".tmp.", getpid());
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  if (fd < 0) return ErrnoError("cannot create", tmp, errno);
-  if (fchmod(fd, mode) != 0) {
-    int err = errno;
-    close(fd);
-    unlink(tmp.c_str());
-    return ErrnoError("cannot chmod", tmp, err);
-  }
-  absl::Status written = WriteAll(fd, contents, tmp);
-  close(fd);
-  if (!written.ok()) {
-    unlink(tmp.c_str());
-    return written;
+  if (absl::Status s = WriteSyncedFile(tmp, contents, mode, O_TRUNC); !s.ok()) {
+    return s;
   }
   if (rename(tmp.c_str(), path.c_str()) != 0) {
     int err = errno;
@@ -113,19 +118,8 @@ absl::Status WriteFileAtomically(const std::string& path,
 
 absl::Status WriteNewFile(const std::string& path, absl::string_view contents,
                           mode_t mode) {
-  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-  if (fd < 0) return ErrnoError("cannot create", path, errno);
-  if (fchmod(fd, mode) != 0) {
-    int err = errno;
-    close(fd);
-    unlink(path.c_str());
-    return ErrnoError("cannot chmod", path, err);
-  }
-  absl::Status written = WriteAll(fd, contents, path);
-  close(fd);
-  if (!written.ok()) {
-    unlink(path.c_str());
-    return written;
+  if (absl::Status s = WriteSyncedFile(path, contents, mode, O_EXCL); !s.ok()) {
+    return s;
   }
   return SyncDirectoryOf(path);
 }
@@ -147,17 +141,9 @@ absl::Status ReplaceFiles(const std::string& dir,
   };
   // 1. Every new file, complete and synced, beside its target.
   for (const FileToWrite& f : files) {
-    const std::string tmp = temp_of(f);
-    int fd =
-        open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, f.mode);
-    absl::Status s =
-        fd < 0 ? ErrnoError("cannot create", tmp, errno) : absl::OkStatus();
-    if (s.ok() && fchmod(fd, f.mode) != 0) {
-      s = ErrnoError("cannot chmod", tmp, errno);
-    }
-    if (s.ok()) s = WriteAll(fd, f.contents, tmp);
-    if (fd >= 0) close(fd);
-    if (!s.ok()) {
+    if (absl::Status s =
+            WriteSyncedFile(temp_of(f), f.contents, f.mode, O_TRUNC);
+        !s.ok()) {
       remove_temps();
       return s;
     }

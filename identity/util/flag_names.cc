@@ -81,11 +81,9 @@ std::string MisplacedFlag(int argc, char** argv, absl::string_view command,
     absl::string_view arg = argv[i];
     if (arg == "--") break;
     if (arg.size() < 3 || !absl::StartsWith(arg, "--")) continue;
-    std::string name = absl::StrReplaceAll(
-        arg.substr(2, arg.find('=') == absl::string_view::npos
-                          ? absl::string_view::npos
-                          : arg.find('=') - 2),
-        {{"-", "_"}});
+    absl::string_view given = arg.substr(2);
+    std::string name =
+        absl::StrReplaceAll(given.substr(0, given.find('=')), {{"-", "_"}});
     auto it = command_flags.find(name);
     if (it == command_flags.end() && absl::StartsWith(name, "no")) {
       it = command_flags.find(name.substr(2));  // --nolive, --nopath-only

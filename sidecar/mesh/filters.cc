@@ -7,7 +7,6 @@
 
 #include <algorithm>
 
-#include "absl/container/node_hash_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -58,10 +57,6 @@ const char* ActionName(authz::Action action) {
   }
 }
 
-}  // namespace
-
-namespace {
-
 // A caller-chosen string in a status message: bounded, so that the message
 // always fits the caller's metadata limit (a 20 KB path made the denial
 // itself fail with RESOURCE_EXHAUSTED).
@@ -69,6 +64,23 @@ std::string Shown(absl::string_view s) {
   constexpr size_t kMax = 256;
   if (s.size() <= kMax) return std::string(s);
   return absl::StrCat(s.substr(0, kMax), "... (", s.size(), " bytes)");
+}
+
+// "10.0.0.5:8080" or "[fd00::5]:8080", a port in 1..65535.
+bool IsNumericHostPort(absl::string_view address) {
+  const size_t colon = address.rfind(':');
+  if (colon == absl::string_view::npos) return false;
+  absl::string_view host = address.substr(0, colon);
+  int port = 0;
+  if (!absl::SimpleAtoi(address.substr(colon + 1), &port) || port < 1 ||
+      port > 65535) {
+    return false;
+  }
+  unsigned char buf[sizeof(in6_addr)];
+  if (absl::ConsumePrefix(&host, "[") && absl::ConsumeSuffix(&host, "]")) {
+    return inet_pton(AF_INET6, std::string(host).c_str(), buf) == 1;
+  }
+  return inet_pton(AF_INET, std::string(host).c_str(), buf) == 1;
 }
 
 }  // namespace
@@ -178,27 +190,6 @@ absl::StatusOr<std::string> ResolveHostPort(const std::string& address) {
   }
   return absl::StrCat(numeric, ":", port);
 }
-
-namespace {
-
-// "10.0.0.5:8080" or "[fd00::5]:8080", a port in 1..65535.
-bool IsNumericHostPort(absl::string_view address) {
-  const size_t colon = address.rfind(':');
-  if (colon == absl::string_view::npos) return false;
-  absl::string_view host = address.substr(0, colon);
-  int port = 0;
-  if (!absl::SimpleAtoi(address.substr(colon + 1), &port) || port < 1 ||
-      port > 65535) {
-    return false;
-  }
-  unsigned char buf[sizeof(in6_addr)];
-  if (absl::ConsumePrefix(&host, "[") && absl::ConsumeSuffix(&host, "]")) {
-    return inet_pton(AF_INET6, std::string(host).c_str(), buf) == 1;
-  }
-  return inet_pton(AF_INET, std::string(host).c_str(), buf) == 1;
-}
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<OutboundRouter>> OutboundRouter::Create(
     const meshguard::config::v1::SidecarConfig& config,

@@ -281,8 +281,10 @@ void Connection::ContinueHandshake() {
   // Our verifier's own words ("peer is X, expected Y", "crl: ... revoked")
   // say more than OpenSSL's "certificate verify failed".
   if (worker_->security() != nullptr) {
-    std::string refusal = worker_->security()->HandshakeRefusal(ssl_).message;
-    if (!refusal.empty()) reason = std::move(refusal);
+    ConnectionSecurity::Refusal refusal =
+        worker_->security()->HandshakeRefusal(ssl_);
+    refusal_kind_ = refusal.kind;
+    if (!refusal.message.empty()) reason = std::move(refusal.message);
   }
   // Best effort: let the peer see our alert before the socket closes.
   SendPending();
@@ -290,6 +292,7 @@ void Connection::ContinueHandshake() {
 }
 
 ConnectionSecurity::Refusal::Kind Connection::HandshakeRefusalKind() const {
+  if (refusal_kind_.has_value()) return *refusal_kind_;
   if (ssl_ == nullptr || worker_->security() == nullptr) {
     return ConnectionSecurity::Refusal::Kind::kNone;
   }

@@ -20,6 +20,7 @@
 #include <openssl/ssl.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -90,6 +91,9 @@ class Connection : public Deletable, public Transport, public SessionCallbacks {
   bool draining_ = false;
   bool closed_ = false;
   bool final_closed_ = false;
+  // What ContinueHandshake learned of a failed handshake, kept for
+  // HandshakeRefusalKind (the security object is asked once).
+  std::optional<ConnectionSecurity::Refusal::Kind> refusal_kind_;
   EventPtr handshake_timer_;
   EventPtr idle_timer_;
   EventPtr goaway_timer_;
