@@ -2,12 +2,15 @@
 // parts; the work is in ca_material and ca_server.
 #include <csignal>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
@@ -38,20 +41,86 @@ ABSL_FLAG(std::string, admin_listen, "",
 
 namespace {
 
-constexpr char kUsage[] =
-    "meshguard-ca: the meshguard certificate authority.\n\n"
-    "Usage:\n"
-    "  meshguard-ca init --data-dir D [--trust-domain cluster.local]\n"
-    "      [--root-ttl 87600h] [--intermediate-ttl 8760h]\n"
-    "      Create a root and an intermediate CA (ECDSA P-256) and "
-    "D/bundle.pem.\n"
-    "      Refuses to overwrite existing keys.\n"
-    "  meshguard-ca serve --data-dir D [--config ca.yaml]\n"
-    "      [--listen 127.0.0.1:15012] [--admin-listen 127.0.0.1:15014]\n"
-    "      [--trust-domain TD]\n"
-    "      Serve meshguard.ca.v1 over TLS; admin API on D/admin.sock.\n"
-    "      The trust domain is the one D's CA certificate certifies; one\n"
-    "      meshguard-ca at a time per data dir (D/ca.lock).\n";
+using ::meshguard::util::CommandHelp;
+
+// Both commands: their usage, what they do, and the flags of both that
+// they use. Their own flags come from CaCommandFlags().
+const std::vector<CommandHelp>& CaCommands() {
+  static const auto* commands = new std::vector<CommandHelp>{
+      {"init",
+       "init --data-dir D [--trust-domain cluster.local]\n"
+       "      [--root-ttl 87600h] [--intermediate-ttl 8760h]",
+       "Creates a new CA in D (made 0700 if missing): a root and an\n"
+       "intermediate (signing) CA, ECDSA P-256: D/root.pem,\n"
+       "D/root-key.pem, D/intermediate.pem, D/intermediate-key.pem (keys\n"
+       "0600), and D/bundle.pem, the roots that workloads and meshguardctl\n"
+       "--ca-bundle trust. Refuses to overwrite existing keys or\n"
+       "certificates. Prints when the root and the intermediate expire (the\n"
+       "intermediate never outlives the root).\n",
+       {"data_dir", "trust_domain"}},
+      {"serve",
+       "serve --data-dir D [--config ca.yaml]\n"
+       "      [--listen 127.0.0.1:15012] [--admin-listen 127.0.0.1:15014]\n"
+       "      [--trust-domain TD]",
+       "Serves meshguard.ca.v1 over TLS, with a serving certificate from D's\n"
+       "intermediate; the admin API on D/admin.sock (0600); /metrics,\n"
+       "/healthz and /readyz over HTTP. Issuances go to the log in D. The\n"
+       "trust domain is the one D's CA certificate certifies. One\n"
+       "meshguard-ca at a time per data dir (D/ca.lock). Stops on SIGTERM or\n"
+       "SIGINT after answering the calls in flight.\n",
+       {"data_dir", "trust_domain"}},
+  };
+  return *commands;
+}
+
+// The flags that go with one command only; --data-dir and --trust-domain
+// go with both.
+const meshguard::util::CommandFlags& CaCommandFlags() {
+  static const auto* flags = new meshguard::util::CommandFlags{
+      {"root_ttl", {"init"}},      {"intermediate_ttl", {"init"}},
+      {"config", {"serve"}},       {"listen", {"serve"}},
+      {"admin_listen", {"serve"}},
+  };
+  return *flags;
+}
+
+// The full help's text, before the flags.
+const std::string& CaUsage() {
+  static const std::string* usage = [] {
+    auto* out = new std::string(
+        "meshguard-ca: the meshguard certificate authority.\n\nUsage:\n");
+    for (const CommandHelp& command : CaCommands()) {
+      absl::StrAppend(
+          out, "  meshguard-ca ", command.usage, "\n      ",
+          absl::StrReplaceAll(absl::StripSuffix(command.description, "\n"),
+                              {{"\n", "\n      "}}),
+          "\n");
+    }
+    absl::StrAppend(out,
+                    "\nmeshguard-ca COMMAND --help: what the command does, and "
+                    "its flags.\n");
+    return out;
+  }();
+  return *usage;
+}
+
+// Help for the command `words` name, or the full help if none: exit 0.
+// Help for a command there is not is an error, as the command would be.
+int Help(const std::vector<std::string>& words) {
+  if (words.empty()) {
+    meshguard::util::PrintFullHelp(CaUsage(), "identity/ca/main.cc");
+    return 0;
+  }
+  const std::string help = meshguard::util::FormatCommandHelp(
+      "meshguard-ca", words[0], CaCommands(), CaCommandFlags());
+  if (help.empty()) {
+    fprintf(stderr, "meshguard-ca: unknown command \"%s\"\n\n%s",
+            words[0].c_str(), CaUsage().c_str());
+    return 2;
+  }
+  fputs(help.c_str(), stdout);
+  return 0;
+}
 
 absl::Notification* g_stop = nullptr;
 
@@ -143,34 +212,30 @@ int main(int argc, char** argv) {
   // included) updates one process-wide lock-order graph under a global
   // lock. It is a debugging aid; production servers run without it.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  absl::SetProgramUsageMessage(kUsage);
-  if (meshguard::util::PrintHelpIfAsked(argc, argv, kUsage,
-                                        "identity/ca/main.cc"))
-    return 0;
+  absl::SetProgramUsageMessage(CaUsage());
+  if (std::optional<std::vector<std::string>> help =
+          meshguard::util::HelpRequest(argc, argv)) {
+    return Help(*help);
+  }
   const std::vector<std::string> args =
       meshguard::util::ParseCommandLine(argc, argv);
   if (args.size() != 2) {
-    fputs(kUsage, stderr);
+    fputs(CaUsage().c_str(), stderr);
     return 2;
   }
   const std::string command = args[1];
-  // --data-dir and --trust-domain go with both commands.
-  static const auto* command_flags = new meshguard::util::CommandFlags{
-      {"root_ttl", {"init"}},      {"intermediate_ttl", {"init"}},
-      {"config", {"serve"}},       {"listen", {"serve"}},
-      {"admin_listen", {"serve"}},
-  };
   if (command == "init" || command == "serve") {
-    if (std::string misplaced =
-            meshguard::util::MisplacedFlag(argc, argv, command, *command_flags);
+    if (std::string misplaced = meshguard::util::MisplacedFlag(
+            argc, argv, command, CaCommandFlags());
         !misplaced.empty()) {
-      fprintf(stderr, "meshguard-ca: %s\n\n%s", misplaced.c_str(), kUsage);
+      fprintf(stderr, "meshguard-ca: %s\n\n%s", misplaced.c_str(),
+              CaUsage().c_str());
       return 2;
     }
   }
   if (command == "init") return RunInit();
   if (command == "serve") return RunServe();
   fprintf(stderr, "meshguard-ca: unknown command \"%s\"\n\n%s", command.c_str(),
-          kUsage);
+          CaUsage().c_str());
   return 2;
 }

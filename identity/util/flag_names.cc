@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/strip.h"
 
 namespace meshguard::util {
 
@@ -43,18 +44,69 @@ std::vector<std::string> ParseCommandLine(int argc, char** argv) {
   return std::vector<std::string>(positional.begin(), positional.end());
 }
 
-bool PrintHelpIfAsked(int argc, char** argv, absl::string_view usage,
-                      absl::string_view flags_file) {
+namespace {
+
+bool IsHelpFlag(absl::string_view arg) {
+  return arg == "--help" || arg == "-help" || arg == "-h" ||
+         arg == "--helpfull" || arg == "-helpfull";
+}
+
+// Whether `arg`, a flag without "=VALUE", takes the next argument as its
+// value. An unknown flag (or --noBOOL) does not: parsing will refuse it.
+bool TakesValue(absl::string_view arg) {
+  absl::string_view name = absl::StripPrefix(absl::StripPrefix(arg, "-"), "-");
+  const absl::CommandLineFlag* flag =
+      absl::FindCommandLineFlag(absl::StrReplaceAll(name, {{"-", "_"}}));
+  return flag != nullptr && !flag->IsOfType<bool>();
+}
+
+}  // namespace
+
+std::optional<std::vector<std::string>> HelpRequest(int argc, char** argv) {
   bool asked = false;
+  bool full = false;
+  bool help_word = false;
+  bool flags_done = false;
+  std::vector<std::string> words;
   for (int i = 1; i < argc; ++i) {
     absl::string_view arg = argv[i];
-    if (arg == "--") break;
-    if (arg == "--help" || arg == "-help" || arg == "-h" ||
-        arg == "--helpfull" || (i == 1 && arg == "help")) {
+    if (flags_done || arg.size() < 2 || arg[0] != '-') {
+      if (words.empty() && !flags_done && arg == "help") {
+        help_word = true;
+      } else {
+        words.emplace_back(arg);
+      }
+      continue;
+    }
+    if (arg == "--") {
+      flags_done = true;
+    } else if (IsHelpFlag(arg)) {
       asked = true;
+      full = full || absl::EndsWith(arg, "helpfull");
+    } else if (!absl::StrContains(arg, '=') && TakesValue(arg) &&
+               i + 1 < argc && !IsHelpFlag(argv[i + 1])) {
+      ++i;  // the flag's value
     }
   }
-  if (!asked) return false;
+  // "help" is a word only as the first one; after another it is an
+  // argument (`cert inspect help` inspects a file called help).
+  if (!asked && !help_word) return std::nullopt;
+  if (full) words.clear();
+  return words;
+}
+
+std::string FlagHelp(absl::string_view name) {
+  const std::string dashed = absl::StrReplaceAll(name, {{"_", "-"}});
+  const absl::CommandLineFlag* flag =
+      absl::FindCommandLineFlag(absl::StrReplaceAll(name, {{"-", "_"}}));
+  if (flag == nullptr) return absl::StrCat("  --", dashed, "\n");
+  const std::string def = flag->DefaultValue();
+  return absl::StrCat("  --", dashed,
+                      def.empty() ? "" : absl::StrCat(" (default: ", def, ")"),
+                      "\n      ", flag->Help(), "\n");
+}
+
+void PrintFullHelp(absl::string_view usage, absl::string_view flags_file) {
   fputs(std::string(usage).c_str(), stdout);
   std::vector<const absl::CommandLineFlag*> flags;
   for (const auto& [name, flag] : absl::GetAllFlags()) {
@@ -66,13 +118,43 @@ bool PrintHelpIfAsked(int argc, char** argv, absl::string_view usage,
             });
   if (!flags.empty()) fputs("\nFlags:\n", stdout);
   for (const absl::CommandLineFlag* flag : flags) {
-    std::string name = absl::StrReplaceAll(flag->Name(), {{"_", "-"}});
-    std::string def = flag->DefaultValue();
-    printf("  --%s%s\n      %s\n", name.c_str(),
-           def.empty() ? "" : (" (default: " + def + ")").c_str(),
-           flag->Help().c_str());
+    fputs(FlagHelp(flag->Name()).c_str(), stdout);
   }
+}
+
+bool PrintHelpIfAsked(int argc, char** argv, absl::string_view usage,
+                      absl::string_view flags_file) {
+  if (!HelpRequest(argc, argv).has_value()) return false;
+  PrintFullHelp(usage, flags_file);
   return true;
+}
+
+std::string FormatCommandHelp(absl::string_view program,
+                              absl::string_view command,
+                              const std::vector<CommandHelp>& commands,
+                              const CommandFlags& command_flags) {
+  std::string out;
+  for (const CommandHelp& help : commands) {
+    if (help.name != command &&
+        !absl::StartsWith(help.name, absl::StrCat(command, " "))) {
+      continue;
+    }
+    if (!out.empty()) out += "\n";
+    absl::StrAppend(&out, "Usage: ", program, " ", help.usage, "\n");
+    if (!help.description.empty()) {
+      absl::StrAppend(&out, "\n", help.description);
+      if (!absl::EndsWith(help.description, "\n")) out += "\n";
+    }
+    std::string own;
+    for (const auto& [flag, flag_commands] : command_flags) {
+      if (flag_commands.count(help.name)) own += FlagHelp(flag);
+    }
+    if (!own.empty()) absl::StrAppend(&out, "\nFlags:\n", own);
+    std::string global;
+    for (const std::string& flag : help.global_flags) global += FlagHelp(flag);
+    if (!global.empty()) absl::StrAppend(&out, "\nGlobal flags:\n", global);
+  }
+  return out;
 }
 
 std::string MisplacedFlag(int argc, char** argv, absl::string_view command,

@@ -1,6 +1,7 @@
-// What an operator sees of meshguard-ca and meshguardctl: --help, the
-// documented flag spellings, init and serve errors, verify on garbage, and
-// the CA's observability (/metrics, /healthz, /readyz, JSON log lines).
+// What an operator sees of meshguard-ca and meshguardctl: --help (whole and
+// per command), the documented flag spellings, init and serve errors, verify
+// on garbage, and the CA's observability (/metrics, /healthz, /readyz, JSON
+// log lines).
 #include <sys/stat.h>
 
 #include <map>
@@ -11,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "gmock/gmock.h"
@@ -60,6 +62,109 @@ TEST(CaCliTest, HelpExitsZeroAndListsTheCommands) {
         "token create", "revoke", "list"}) {
     EXPECT_THAT(ctl.out + ctl.err, HasSubstr(command));
   }
+}
+
+// `COMMAND --help` is that command's help, on stdout with exit 0: its usage,
+// what it does and writes, its own flags and the global ones it uses, not
+// every flag of every command.
+TEST(CaCliTest, CommandHelpListsOnlyThatCommandsFlags) {
+  RunResult request = RunBinary(CtlBinary(), {"cert", "request", "--help"});
+  EXPECT_EQ(request.status.code, 0) << request.ToString();
+  EXPECT_THAT(
+      request.out,
+      AllOf(HasSubstr("Usage: meshguardctl cert request"),
+            HasSubstr("--token-file"), HasSubstr("--join-token"),
+            HasSubstr("--out-dir"), HasSubstr("--ttl"),
+            HasSubstr("key.pem (0600)"), HasSubstr("cert.pem"),
+            HasSubstr("bundle.pem"), HasSubstr("--ca-bundle"),
+            Not(HasSubstr("--spiffe-id")), Not(HasSubstr("--path-only")),
+            Not(HasSubstr("--admin-socket"))))
+      << request.ToString();
+  // Each flag's help text and default are the ones the flag was defined
+  // with (the full --help shows the same).
+  EXPECT_THAT(request.out,
+              AllOf(HasSubstr("file holding the service-account token"),
+                    HasSubstr("--ca (default: 127.0.0.1:15012)")));
+  EXPECT_EQ(request.err, "");
+
+  // The same help, asked other ways (a global flag's value before the
+  // command is not taken for the command).
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{
+           {"help", "cert", "request"},
+           {"--ca", "127.0.0.1:1", "cert", "request", "-h"},
+           {"cert", "request", "--out-dir", "o", "--help"}}) {
+    RunResult again = RunBinary(CtlBinary(), args);
+    EXPECT_EQ(again.status.code, 0) << again.ToString();
+    EXPECT_EQ(again.out, request.out) << absl::StrJoin(args, " ");
+  }
+
+  RunResult verify = RunBinary(CtlBinary(), {"verify", "--help"});
+  EXPECT_EQ(verify.status.code, 0) << verify.ToString();
+  EXPECT_THAT(verify.out,
+              AllOf(HasSubstr("--path-only"), HasSubstr("--chain"),
+                    HasSubstr("--crl"), Not(HasSubstr("--token")),
+                    Not(HasSubstr("--out-dir")), Not(HasSubstr("--ca "))))
+      << verify.ToString();
+
+  RunResult list = RunBinary(CtlBinary(), {"list", "--help"});
+  EXPECT_EQ(list.status.code, 0) << list.ToString();
+  EXPECT_THAT(list.out,
+              AllOf(HasSubstr("--live"), HasSubstr("--spiffe-id"),
+                    HasSubstr("--admin-socket"), Not(HasSubstr("--serial"))))
+      << list.ToString();
+
+  RunResult check = RunBinary(CtlBinary(), {"policy", "check", "--help"});
+  EXPECT_EQ(check.status.code, 0) << check.ToString();
+  EXPECT_THAT(check.out, AllOf(HasSubstr("--policy"), HasSubstr("--header"),
+                               Not(HasSubstr("--ca-bundle"))))
+      << check.ToString();
+
+  // No command: the full help, every command's flags.
+  RunResult full = RunBinary(CtlBinary(), {"--help"});
+  EXPECT_EQ(full.status.code, 0) << full.ToString();
+  EXPECT_THAT(full.out,
+              AllOf(HasSubstr("--token-file"), HasSubstr("--spiffe-id"),
+                    HasSubstr("--path-only")));
+
+  RunResult init = RunBinary(CaBinary(), {"init", "--help"});
+  EXPECT_EQ(init.status.code, 0) << init.ToString();
+  EXPECT_THAT(
+      init.out,
+      AllOf(HasSubstr("Usage: meshguard-ca init"), HasSubstr("--data-dir"),
+            HasSubstr("--trust-domain"), HasSubstr("--root-ttl"),
+            HasSubstr("--intermediate-ttl"), HasSubstr("bundle.pem"),
+            Not(HasSubstr("--listen")), Not(HasSubstr("--config"))))
+      << init.ToString();
+
+  RunResult serve = RunBinary(CaBinary(), {"serve", "--help"});
+  EXPECT_EQ(serve.status.code, 0) << serve.ToString();
+  EXPECT_THAT(
+      serve.out,
+      AllOf(HasSubstr("Usage: meshguard-ca serve"), HasSubstr("--listen"),
+            HasSubstr("--admin-listen"), HasSubstr("--config"),
+            HasSubstr("--data-dir"), Not(HasSubstr("--root-ttl"))))
+      << serve.ToString();
+}
+
+// Help for a command that does not exist is an error naming it, not the
+// full help with exit 0.
+TEST(CaCliTest, HelpForAnUnknownCommandIsAnError) {
+  const std::map<std::vector<std::string>, std::string> cases = {
+      {{"frobnicate", "--help"}, "unknown command: frobnicate"},
+      {{"help", "frobnicate"}, "unknown command: frobnicate"},
+      {{"cert", "frobnicate", "-h"}, "unknown command: cert frobnicate"},
+  };
+  for (const auto& [args, error] : cases) {
+    RunResult ctl = RunBinary(CtlBinary(), args);
+    EXPECT_EQ(ctl.status.code, 2) << ctl.ToString();
+    EXPECT_THAT(ctl.err, HasSubstr(error)) << ctl.ToString();
+    EXPECT_EQ(ctl.out, "") << ctl.ToString();
+  }
+  RunResult ca = RunBinary(CaBinary(), {"frobnicate", "--help"});
+  EXPECT_EQ(ca.status.code, 2) << ca.ToString();
+  EXPECT_THAT(ca.err, HasSubstr("unknown command \"frobnicate\""))
+      << ca.ToString();
 }
 
 TEST(CaCliTest, DocumentedDashedFlagsAreAccepted) {
