@@ -4,12 +4,15 @@
 
 #include <cstdio>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "identity/util/config_origins.h"
 #include "identity/util/flag_names.h"
 #include "identity/util/yaml_config.h"
 #include "sidecar/config/sidecar_config.h"
@@ -65,6 +68,14 @@ int Fail(const std::string& message) {
   return 1;
 }
 
+// "--inbound-listen", as the usage and the operator write it.
+template <typename T>
+std::string FlagName(const absl::Flag<T>& flag) {
+  return absl::StrCat(
+      "--", absl::StrReplaceAll(absl::GetFlagReflectionHandle(flag).Name(),
+                                {{"_", "-"}}));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -81,27 +92,36 @@ int main(int argc, char** argv) {
   }
 
   meshguard::config::v1::SidecarConfig config;
+  // Where each field came from (file line or flag), for validation errors.
+  meshguard::util::ConfigOrigins origins;
   if (const std::string path = absl::GetFlag(FLAGS_config); !path.empty()) {
-    if (absl::Status s = meshguard::util::LoadYamlFile(path, &config);
+    meshguard::util::FieldLines lines;
+    if (absl::Status s = meshguard::util::LoadYamlFile(path, &config, &lines);
         !s.ok()) {
       return Fail(std::string(s.message()));
     }
+    origins.SetFile(path, std::move(lines));
   }
-  auto set = [](const std::string& value, auto setter) {
-    if (!value.empty()) setter(value);
+  // A flag given explicitly overrides the file's `field`.
+  auto set = [&](const absl::Flag<std::string>& flag, const char* field,
+                 auto setter) {
+    const std::string value = absl::GetFlag(flag);
+    if (value.empty()) return;
+    setter(value);
+    origins.SetByFlag(field, FlagName(flag));
   };
-  set(absl::GetFlag(FLAGS_trust_domain),
+  set(FLAGS_trust_domain, "trust_domain",
       [&](const std::string& v) { config.set_trust_domain(v); });
-  set(absl::GetFlag(FLAGS_ca),
+  set(FLAGS_ca, "ca.address",
       [&](const std::string& v) { config.mutable_ca()->set_address(v); });
-  set(absl::GetFlag(FLAGS_ca_bundle), [&](const std::string& v) {
+  set(FLAGS_ca_bundle, "ca.ca_bundle_file", [&](const std::string& v) {
     config.mutable_ca()->set_ca_bundle_file(v);
   });
-  set(absl::GetFlag(FLAGS_ca_server_name),
+  set(FLAGS_ca_server_name, "ca.server_name",
       [&](const std::string& v) { config.mutable_ca()->set_server_name(v); });
-  set(absl::GetFlag(FLAGS_token_file),
+  set(FLAGS_token_file, "ca.token_file",
       [&](const std::string& v) { config.mutable_ca()->set_token_file(v); });
-  set(absl::GetFlag(FLAGS_join_token),
+  set(FLAGS_join_token, "ca.join_token",
       [&](const std::string& v) { config.mutable_ca()->set_join_token(v); });
   if (const absl::Duration ttl = absl::GetFlag(FLAGS_ttl);
       ttl != absl::ZeroDuration()) {
@@ -114,23 +134,25 @@ int main(int argc, char** argv) {
     config.mutable_ca()->mutable_ttl()->set_seconds(seconds);
     config.mutable_ca()->mutable_ttl()->set_nanos(static_cast<int32_t>(
         absl::ToInt64Nanoseconds(ttl - absl::Seconds(seconds))));
+    origins.SetByFlag("ca.ttl", FlagName(FLAGS_ttl));
   }
-  set(absl::GetFlag(FLAGS_app),
+  set(FLAGS_app, "app_address",
       [&](const std::string& v) { config.set_app_address(v); });
-  set(absl::GetFlag(FLAGS_inbound_listen), [&](const std::string& v) {
+  set(FLAGS_inbound_listen, "listeners.inbound", [&](const std::string& v) {
     config.mutable_listeners()->set_inbound(v);
   });
-  set(absl::GetFlag(FLAGS_outbound_listen), [&](const std::string& v) {
+  set(FLAGS_outbound_listen, "listeners.outbound", [&](const std::string& v) {
     config.mutable_listeners()->set_outbound(v);
   });
-  set(absl::GetFlag(FLAGS_admin_listen),
+  set(FLAGS_admin_listen, "listeners.admin",
       [&](const std::string& v) { config.mutable_listeners()->set_admin(v); });
-  set(absl::GetFlag(FLAGS_policy),
+  set(FLAGS_policy, "policy_file",
       [&](const std::string& v) { config.set_policy_file(v); });
-  set(absl::GetFlag(FLAGS_access_log),
+  set(FLAGS_access_log, "access_log.path",
       [&](const std::string& v) { config.mutable_access_log()->set_path(v); });
   if (absl::GetFlag(FLAGS_workers) > 0) {
     config.set_workers(absl::GetFlag(FLAGS_workers));
+    origins.SetByFlag("workers", FlagName(FLAGS_workers));
   }
   if (absl::GetFlag(FLAGS_transparent)) config.set_transparent(true);
   for (const std::string& route : absl::GetFlag(FLAGS_route)) {
@@ -139,6 +161,9 @@ int main(int argc, char** argv) {
       return Fail(absl::StrCat("--route \"", route,
                                "\": want AUTHORITY=HOST:PORT[=SPIFFE_ID]"));
     }
+    // After the file's routes: errors name the element by its index.
+    origins.SetByFlag(absl::StrCat("routes[", config.routes_size(), "]"),
+                      absl::StrCat(FlagName(FLAGS_route), " \"", route, "\""));
     auto* r = config.add_routes();
     r->set_authority(parts[0]);
     r->set_upstream(parts[1]);
@@ -146,7 +171,8 @@ int main(int argc, char** argv) {
   }
 
   meshguard::sidecar::ApplySidecarDefaults(&config);
-  if (absl::Status s = meshguard::sidecar::ValidateSidecarConfig(config);
+  if (absl::Status s =
+          meshguard::sidecar::ValidateSidecarConfig(config, origins);
       !s.ok()) {
     return Fail(std::string(s.message()));
   }

@@ -168,46 +168,54 @@ void ApplyCaDefaults(CaConfig* config) {
   // (kDefaultMaxTokenLifetime), and an explicit "0s" means no limit.
 }
 
-absl::Status ValidateCaConfig(const CaConfig& config) {
+absl::Status ValidateCaConfig(const CaConfig& config,
+                              const util::ConfigOrigins& origins) {
   if (absl::Status s =
           crypto::SpiffeId::ValidateTrustDomain(config.trust_domain());
       !s.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("field trust_domain: ", s.message()));
+    return origins.FieldError("trust_domain", s.message());
   }
   if (config.data_dir().empty()) {
-    return absl::InvalidArgumentError(
-        "field data_dir: required (or pass --data-dir)");
+    return origins.Missing("data_dir", "--data-dir", "");
   }
   auto to_absl = [](const google::protobuf::Duration& d) {
     return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
   };
   if (to_absl(config.default_ttl()) <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("field default_ttl: must be positive");
+    return origins.FieldError("default_ttl", "must be positive");
   }
   if (to_absl(config.max_ttl()) < to_absl(config.default_ttl())) {
-    return absl::InvalidArgumentError(
-        "field max_ttl: must be at least default_ttl");
+    // Blame the one that was set: a file that sets only default_ttl above
+    // the default max_ttl has its mistake in default_ttl.
+    if (origins.Where("max_ttl").empty() &&
+        !origins.Where("default_ttl").empty()) {
+      return origins.FieldError(
+          "default_ttl",
+          absl::StrCat("must not exceed max_ttl (",
+                       absl::FormatDuration(to_absl(config.max_ttl())), ")"));
+    }
+    return origins.FieldError("max_ttl", "must be at least default_ttl");
   }
   if (to_absl(config.serving_certificate_ttl()) < absl::Seconds(10)) {
-    return absl::InvalidArgumentError(
-        "field serving_certificate_ttl: must be at least 10s (it is renewed "
-        "at half of it, and servers reload it within a second or more)");
+    return origins.FieldError(
+        "serving_certificate_ttl",
+        "must be at least 10s (it is renewed at half of it, and servers "
+        "reload it within a second or more)");
   }
   if (config.rate_limit().requests_per_second() < 0) {
-    return absl::InvalidArgumentError(
-        "field rate_limit.requests_per_second: must not be negative");
+    return origins.FieldError("rate_limit.requests_per_second",
+                              "must not be negative");
   }
   if (config.storage().kind() != "sqlite") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("field storage.kind: \"", config.storage().kind(),
+    return origins.FieldError(
+        "storage.kind",
+        absl::StrCat("\"", config.storage().kind(),
                      "\" is not supported by this build (only \"sqlite\")"));
   }
   for (const std::string& id : config.admin_ids()) {
     if (absl::StatusOr<crypto::SpiffeId> parsed = crypto::SpiffeId::Parse(id);
         !parsed.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("field admin_ids: ", parsed.status().message()));
+      return origins.FieldError("admin_ids", parsed.status().message());
     }
   }
   return absl::OkStatus();

@@ -20,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "identity/crypto/ca_signer.h"
+#include "identity/util/config_origins.h"
 #include "proto/config.pb.h"
 
 namespace meshguard::ca {
@@ -58,8 +59,11 @@ absl::StatusOr<InitResult> InitDataDir(const InitOptions& options);
 // Fills every unset field of `config` with its documented default.
 void ApplyCaDefaults(meshguard::config::v1::CaConfig* config);
 
-// Checks a defaulted config; errors name the field.
-absl::Status ValidateCaConfig(const meshguard::config::v1::CaConfig& config);
+// Checks a defaulted config; errors name the field and, from `origins`,
+// where its value came from: the config file and line, or the flag.
+absl::Status ValidateCaConfig(
+    const meshguard::config::v1::CaConfig& config,
+    const util::ConfigOrigins& origins = util::ConfigOrigins());
 
 struct CaMaterial {
   std::unique_ptr<crypto::CaSigner> signer;

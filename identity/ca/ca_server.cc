@@ -1258,7 +1258,8 @@ class CaServerImpl final : public CaServer {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<CaServer>> CaServer::Create(CaConfig config) {
+absl::StatusOr<std::unique_ptr<CaServer>> CaServer::Create(
+    CaConfig config, const util::ConfigOrigins& origins) {
   const std::string configured_trust_domain = config.trust_domain();
   ApplyCaDefaults(&config);
   // The data dir's CA says which trust domain it signs for; a config or
@@ -1268,13 +1269,15 @@ absl::StatusOr<std::unique_ptr<CaServer>> CaServer::Create(CaConfig config) {
     if (configured_trust_domain.empty()) {
       config.set_trust_domain(certified);
     } else if (configured_trust_domain != certified) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "field trust_domain: \"", configured_trust_domain,
-          "\", but the signing certificate ", config.signing_cert_file(),
-          " is for trust domain \"", certified, "\""));
+      return origins.FieldError(
+          "trust_domain",
+          absl::StrCat("\"", configured_trust_domain,
+                       "\", but the signing certificate ",
+                       config.signing_cert_file(), " is for trust domain \"",
+                       certified, "\""));
     }
   }
-  if (absl::Status s = ValidateCaConfig(config); !s.ok()) return s;
+  if (absl::Status s = ValidateCaConfig(config, origins); !s.ok()) return s;
   absl::StatusOr<CaMaterial> material = LoadCaMaterial(config);
   if (!material.ok()) return material.status();
   // One CA per data dir: a second one would take over admin.sock and the
@@ -1293,7 +1296,8 @@ absl::StatusOr<std::unique_ptr<CaServer>> CaServer::Create(CaConfig config) {
     if (!created.ok()) {
       return absl::Status(
           created.status().code(),
-          absl::StrCat("field kubernetes: ", created.status().message()));
+          origins.FieldError("kubernetes", created.status().message())
+              .message());
     }
     jwt = std::move(*created);
   }

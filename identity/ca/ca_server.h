@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "identity/util/config_origins.h"
 #include "proto/config.pb.h"
 
 namespace meshguard::ca {
@@ -21,9 +22,11 @@ class CaServer {
  public:
   virtual ~CaServer() = default;
 
-  // `config` is defaulted and validated here.
+  // `config` is defaulted and validated here; `origins` (where its fields
+  // came from: file lines, flags) goes into the errors.
   static absl::StatusOr<std::unique_ptr<CaServer>> Create(
-      meshguard::config::v1::CaConfig config);
+      meshguard::config::v1::CaConfig config,
+      const util::ConfigOrigins& origins = util::ConfigOrigins());
 
   // Binds the gRPC port, the admin socket and the HTTP port.
   virtual absl::Status Start() = 0;

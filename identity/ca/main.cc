@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -17,6 +18,7 @@
 #include "identity/ca/ca_material.h"
 #include "identity/ca/ca_server.h"
 #include "identity/crypto/spiffe_id.h"
+#include "identity/util/config_origins.h"
 #include "identity/util/flag_names.h"
 #include "identity/util/yaml_config.h"
 
@@ -169,27 +171,36 @@ int RunInit() {
 
 int RunServe() {
   meshguard::config::v1::CaConfig config;
+  // Where each field came from (file line or flag), for validation errors.
+  meshguard::util::ConfigOrigins origins;
   const std::string config_path = absl::GetFlag(FLAGS_config);
   if (!config_path.empty()) {
-    if (absl::Status s = meshguard::util::LoadYamlFile(config_path, &config);
+    meshguard::util::FieldLines lines;
+    if (absl::Status s =
+            meshguard::util::LoadYamlFile(config_path, &config, &lines);
         !s.ok()) {
       return Fail(absl::StrCat("serve: ", s.message()));
     }
+    origins.SetFile(config_path, std::move(lines));
   }
   if (!absl::GetFlag(FLAGS_data_dir).empty()) {
     config.set_data_dir(absl::GetFlag(FLAGS_data_dir));
+    origins.SetByFlag("data_dir", "--data-dir");
   }
   if (!absl::GetFlag(FLAGS_trust_domain).empty()) {
     config.set_trust_domain(absl::GetFlag(FLAGS_trust_domain));
+    origins.SetByFlag("trust_domain", "--trust-domain");
   }
   if (!absl::GetFlag(FLAGS_listen).empty()) {
     config.set_listen(absl::GetFlag(FLAGS_listen));
+    origins.SetByFlag("listen", "--listen");
   }
   if (!absl::GetFlag(FLAGS_admin_listen).empty()) {
     config.set_admin_http_listen(absl::GetFlag(FLAGS_admin_listen));
+    origins.SetByFlag("admin_http_listen", "--admin-listen");
   }
   absl::StatusOr<std::unique_ptr<meshguard::ca::CaServer>> server =
-      meshguard::ca::CaServer::Create(config);
+      meshguard::ca::CaServer::Create(config, origins);
   if (!server.ok())
     return Fail(absl::StrCat("serve: ", server.status().message()));
   absl::Notification stop;

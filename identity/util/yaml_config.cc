@@ -10,6 +10,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -170,7 +171,9 @@ const FieldDescriptor* FindField(const Descriptor* d, const std::string& key) {
 // goes and writing the JSON that protobuf's parser will read.
 class YamlToJson {
  public:
-  explicit YamlToJson(absl::string_view source) : source_(source) {}
+  // `locate`: keep the lines TakeLines returns (a cost per field).
+  YamlToJson(absl::string_view source, bool locate)
+      : source_(source), locate_(locate) {}
 
   // Any message, well-known types included.
   absl::Status MessageValue(const YAML::Node& node, const YAML::Mark& mark,
@@ -180,6 +183,10 @@ class YamlToJson {
   // JSON path ("rules[1].action") -> where it is in the YAML, for errors
   // that only protobuf's parser finds.
   const std::map<std::string, YAML::Mark>& marks() const { return marks_; }
+
+  // Proto path ("listeners.inbound", "routes[1]") -> 1-based line, for
+  // errors found after parsing (ParseYamlToMessage's `lines`).
+  FieldLines TakeLines() { return std::move(lines_); }
 
   absl::Status Error(const YAML::Mark& mark, const std::string& path,
                      absl::string_view what) const {
@@ -223,8 +230,25 @@ class YamlToJson {
     return m.is_null() ? other : m;
   }
 
+  // Notes the line of the field or element at `path` (spelled as in the
+  // YAML, maybe with JSON names) under its proto path: the proto path of
+  // `parent` followed by `suffix` (".name", "[1]"). `message`: it may hold
+  // fields, whose proto paths start with its own.
+  void Locate(const std::string& parent, const std::string& path,
+              absl::string_view suffix, const YAML::Mark& mark, bool message) {
+    if (!locate_) return;
+    auto it = proto_paths_.find(parent);
+    std::string proto =
+        absl::StrCat(it == proto_paths_.end() ? "" : it->second, suffix);
+    if (!mark.is_null()) lines_[proto] = mark.line + 1;
+    if (message) proto_paths_[path] = std::move(proto);
+  }
+
   absl::string_view source_;
+  const bool locate_;
   std::map<std::string, YAML::Mark> marks_;
+  std::map<std::string, std::string> proto_paths_;  // YAML path -> proto's
+  FieldLines lines_;
   size_t nodes_ = 0;
 };
 
@@ -256,6 +280,8 @@ absl::Status YamlToJson::Message(const YAML::Node& node, const YAML::Mark& mark,
     marks_[child] = key_mark;
     const FieldDescriptor* f = FindField(d, name);
     if (f == nullptr) return Error(key_mark, child, "unknown field");
+    Locate(path, child, absl::StrCat(path.empty() ? "" : ".", f->name()),
+           key_mark, f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE);
     if (!seen.insert(f).second) {
       return Error(key_mark, child, "field set twice");
     }
@@ -304,6 +330,8 @@ absl::Status YamlToJson::Field(const YAML::Node& node, const YAML::Mark& mark,
       absl::Status size_ok = CheckSize(key_mark, child, *out);
       if (!size_ok.ok()) return size_ok;
       marks_[child] = key_mark;
+      Locate(path, child, absl::StrCat("[\"", key, "\"]"), key_mark,
+             value_field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE);
       // Validate the key by its type; JSON map keys are always strings.
       std::string scratch;
       absl::Status s = Scalar(kv.first, key_mark, key_field->type(), nullptr,
@@ -334,9 +362,12 @@ absl::Status YamlToJson::Field(const YAML::Node& node, const YAML::Mark& mark,
       YAML::Mark element_mark = MarkOr(element, mark);
       absl::Status size_ok = CheckSize(element_mark, child, *out);
       if (!size_ok.ok()) return size_ok;
-      // Scalars are checked here; only messages can fail in the parser.
+      // Scalars are checked here; only messages can fail in the parser, or
+      // hold fields that validation may find wrong. (A list of scalars can
+      // be a million aliased nodes: not worth a map entry each.)
       if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
         marks_[child] = element_mark;
+        Locate(path, child, absl::StrCat("[", i, "]"), element_mark, true);
       }
       if (element.IsNull()) {
         return Error(element_mark, child, "list element must not be null");
@@ -704,7 +735,8 @@ absl::StatusOr<YAML::Node> LoadSingleDocument(const std::string& yaml,
 
 absl::Status ParseYamlToMessage(absl::string_view yaml,
                                 absl::string_view source_name,
-                                google::protobuf::Message* out) {
+                                google::protobuf::Message* out,
+                                FieldLines* lines) {
   if (yaml.size() > kMaxYamlConfigBytes) {
     return absl::InvalidArgumentError(absl::StrCat(
         source_name, ": ", yaml.size(), " bytes is larger than the limit of ",
@@ -715,8 +747,9 @@ absl::Status ParseYamlToMessage(absl::string_view yaml,
   if (!document.ok()) return document.status();
 
   std::unique_ptr<google::protobuf::Message> parsed(out->New());
+  FieldLines found;
   if (document->IsDefined() && !document->IsNull()) {
-    YamlToJson converter(source_name);
+    YamlToJson converter(source_name, lines != nullptr);
     std::string json;
     const YAML::Node& root = *document;
     try {
@@ -735,13 +768,15 @@ absl::Status ParseYamlToMessage(absl::string_view yaml,
       return FromParserError(source_name, status.message().ToString(),
                              converter.marks());
     }
+    found = converter.TakeLines();
   }
   out->CopyFrom(*parsed);
+  if (lines != nullptr) *lines = std::move(found);
   return absl::OkStatus();
 }
 
 absl::Status LoadYamlFile(const std::string& path,
-                          google::protobuf::Message* out) {
+                          google::protobuf::Message* out, FieldLines* lines) {
   std::unique_ptr<FILE, int (*)(FILE*)> file(fopen(path.c_str(), "rb"),
                                              &fclose);
   if (file == nullptr) {
@@ -770,7 +805,7 @@ absl::Status LoadYamlFile(const std::string& path,
       break;
     }
   }
-  return ParseYamlToMessage(contents, path, out);
+  return ParseYamlToMessage(contents, path, out, lines);
 }
 
 }  // namespace meshguard::util

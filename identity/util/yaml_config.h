@@ -29,6 +29,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "google/protobuf/message.h"
+#include "identity/util/config_origins.h"
 
 namespace meshguard::util {
 
@@ -36,16 +37,21 @@ inline constexpr size_t kMaxYamlConfigBytes = 1 << 20;  // 1 MiB
 
 // Parses `yaml` into `out`. `source_name` (usually the file name) prefixes
 // every error message. On error `out` is left unchanged. Errors are
-// InvalidArgument.
+// InvalidArgument. If `lines` is given, on success it holds the line of
+// every field the YAML set (null ones too) and of every message in a list,
+// by proto field name whichever name the YAML used ("listeners.inbound",
+// "routes[0]"), for errors found later, in validation (ConfigOrigins).
 absl::Status ParseYamlToMessage(absl::string_view yaml,
                                 absl::string_view source_name,
-                                google::protobuf::Message* out);
+                                google::protobuf::Message* out,
+                                FieldLines* lines = nullptr);
 
 // Reads the file at `path` and parses it as ParseYamlToMessage does, with
 // the path as source name. A missing file is NotFound, an unreadable one
 // FailedPrecondition (or PermissionDenied), both naming the path.
 absl::Status LoadYamlFile(const std::string& path,
-                          google::protobuf::Message* out);
+                          google::protobuf::Message* out,
+                          FieldLines* lines = nullptr);
 
 }  // namespace meshguard::util
 

@@ -20,22 +20,20 @@ void DefaultDuration(google::protobuf::Duration* d, absl::Duration value) {
   }
 }
 
-absl::Status Field(absl::string_view field, absl::string_view problem) {
-  return absl::InvalidArgumentError(
-      absl::StrCat("config field ", field, ": ", problem));
-}
-
 // host:port with a numeric port in 0..65535 (0 only where allowed).
-absl::Status CheckAddress(absl::string_view field, const std::string& address,
+absl::Status CheckAddress(const util::ConfigOrigins& origins,
+                          absl::string_view field, const std::string& address,
                           bool allow_port_zero) {
   size_t colon = address.rfind(':');
   if (colon == std::string::npos || colon == 0) {
-    return Field(field, absl::StrCat("\"", address, "\" is not host:port"));
+    return origins.FieldError(
+        field, absl::StrCat("\"", address, "\" is not host:port"));
   }
   int port = 0;
   if (!absl::SimpleAtoi(address.substr(colon + 1), &port) || port < 0 ||
       port > 65535 || (port == 0 && !allow_port_zero)) {
-    return Field(field, absl::StrCat("\"", address, "\" has no valid port"));
+    return origins.FieldError(
+        field, absl::StrCat("\"", address, "\" has no valid port"));
   }
   return absl::OkStatus();
 }
@@ -79,22 +77,35 @@ void ApplySidecarDefaults(SidecarConfig* config) {
   if (metrics->max_methods() == 0) metrics->set_max_methods(100);
 }
 
-absl::Status ValidateSidecarConfig(const SidecarConfig& config) {
+absl::Status ValidateSidecarConfig(const SidecarConfig& config,
+                                   const util::ConfigOrigins& origins) {
+  auto field_error = [&](absl::string_view field, absl::string_view problem) {
+    return origins.FieldError(field, problem);
+  };
   if (absl::Status s =
           crypto::SpiffeId::ValidateTrustDomain(config.trust_domain());
       !s.ok()) {
-    return Field("trust_domain", s.message());
+    return field_error("trust_domain", s.message());
   }
   if (config.ca().ca_bundle_file().empty()) {
-    return Field("ca.ca_bundle_file",
-                 "required (--ca-bundle): the roots that authenticate the CA");
+    return origins.Missing("ca.ca_bundle_file", "--ca-bundle",
+                           "the roots that authenticate the CA");
   }
-  if (config.ca().token_file().empty() == config.ca().join_token().empty()) {
-    return Field("ca.token_file / ca.join_token",
-                 "exactly one bootstrap credential is required "
-                 "(--token-file or --join-token)");
+  if (config.ca().token_file().empty() && config.ca().join_token().empty()) {
+    return origins.Missing("ca.token_file / ca.join_token",
+                           "--token-file / --join-token",
+                           "exactly one bootstrap credential");
   }
-  if (absl::Status s = CheckAddress("ca.address", config.ca().address(), false);
+  if (!config.ca().token_file().empty() && !config.ca().join_token().empty()) {
+    const std::string other = origins.Where("ca.token_file");
+    return field_error(
+        "ca.join_token",
+        absl::StrCat("only one bootstrap credential may be given; "
+                     "ca.token_file is set too",
+                     other.empty() ? "" : absl::StrCat(" (", other, ")")));
+  }
+  if (absl::Status s =
+          CheckAddress(origins, "ca.address", config.ca().address(), false);
       !s.ok()) {
     return s;
   }
@@ -103,25 +114,29 @@ absl::Status ValidateSidecarConfig(const SidecarConfig& config) {
             "listeners.outbound", config.listeners().outbound()},
         {"listeners.inbound", config.listeners().inbound()},
         {"listeners.admin", config.listeners().admin()}}) {
-    if (absl::Status s = CheckAddress(field, address, true); !s.ok()) return s;
+    if (absl::Status s = CheckAddress(origins, field, address, true); !s.ok()) {
+      return s;
+    }
   }
-  if (absl::Status s = CheckAddress("app_address", config.app_address(), false);
+  if (absl::Status s =
+          CheckAddress(origins, "app_address", config.app_address(), false);
       !s.ok()) {
     return s;
   }
-  if (config.workers() > 256) return Field("workers", "at most 256");
+  if (config.workers() > 256) return field_error("workers", "at most 256");
   absl::flat_hash_set<std::string> authorities;
   for (int i = 0; i < config.routes_size(); ++i) {
     const auto& route = config.routes(i);
     std::string field = absl::StrCat("routes[", i, "]");
     if (route.authority().empty()) {
-      return Field(absl::StrCat(field, ".authority"), "required");
+      return field_error(absl::StrCat(field, ".authority"), "required");
     }
     if (!authorities.insert(route.authority()).second) {
-      return Field(absl::StrCat(field, ".authority"),
-                   absl::StrCat("\"", route.authority(), "\" appears twice"));
+      return field_error(
+          absl::StrCat(field, ".authority"),
+          absl::StrCat("\"", route.authority(), "\" appears twice"));
     }
-    if (absl::Status s = CheckAddress(absl::StrCat(field, ".upstream"),
+    if (absl::Status s = CheckAddress(origins, absl::StrCat(field, ".upstream"),
                                       route.upstream(), false);
         !s.ok()) {
       return s;
@@ -130,24 +145,25 @@ absl::Status ValidateSidecarConfig(const SidecarConfig& config) {
       absl::StatusOr<crypto::SpiffeId> id =
           crypto::SpiffeId::Parse(route.spiffe_id());
       if (!id.ok()) {
-        return Field(absl::StrCat(field, ".spiffe_id"), id.status().message());
+        return field_error(absl::StrCat(field, ".spiffe_id"),
+                           id.status().message());
       }
       // Peers are verified against our own trust domain's bundle: an ID of
       // another one could never be presented, and every call would fail.
       if (!id->MemberOf(config.trust_domain())) {
-        return Field(absl::StrCat(field, ".spiffe_id"),
-                     absl::StrCat("\"", route.spiffe_id(),
-                                  "\" is not in the trust domain \"",
-                                  config.trust_domain(), "\""));
+        return field_error(absl::StrCat(field, ".spiffe_id"),
+                           absl::StrCat("\"", route.spiffe_id(),
+                                        "\" is not in the trust domain \"",
+                                        config.trust_domain(), "\""));
       }
     }
   }
   const auto& rotation = config.rotation();
   if (rotation.renew_fraction() <= 0 || rotation.renew_fraction() >= 1) {
-    return Field("rotation.renew_fraction", "must be in (0, 1)");
+    return field_error("rotation.renew_fraction", "must be in (0, 1)");
   }
   if (rotation.jitter_fraction() < 0 || rotation.jitter_fraction() >= 0.5) {
-    return Field("rotation.jitter_fraction", "must be in [0, 0.5)");
+    return field_error("rotation.jitter_fraction", "must be in [0, 0.5)");
   }
   // Durations a file may set that a zero would replace with the default:
   // negative is a mistake, not a default.
@@ -157,20 +173,31 @@ absl::Status ValidateSidecarConfig(const SidecarConfig& config) {
         {"rotation.initial_backoff", rotation.initial_backoff()},
         {"rotation.max_backoff", rotation.max_backoff()}}) {
     if (ToAbsl(d) < absl::ZeroDuration()) {
-      return Field(field, "must not be negative");
+      return field_error(field, "must not be negative");
     }
   }
   if (const absl::Duration ttl = ToAbsl(config.ca().ttl());
       ttl > absl::ZeroDuration() && ttl < absl::Seconds(1)) {
-    return Field("ca.ttl",
-                 "must be at least 1s (or unset for the CA's default)");
+    return field_error("ca.ttl",
+                       "must be at least 1s (or unset for the CA's default)");
   }
   if (ToAbsl(rotation.max_backoff()) < ToAbsl(rotation.initial_backoff())) {
-    return Field("rotation.max_backoff", "must be at least initial_backoff");
+    // Blame the one that was set: a file that sets only initial_backoff
+    // above the default max_backoff has its mistake in initial_backoff.
+    if (origins.Where("rotation.max_backoff").empty() &&
+        !origins.Where("rotation.initial_backoff").empty()) {
+      return field_error(
+          "rotation.initial_backoff",
+          absl::StrCat("must not exceed max_backoff (",
+                       absl::FormatDuration(ToAbsl(rotation.max_backoff())),
+                       ")"));
+    }
+    return field_error("rotation.max_backoff",
+                       "must be at least initial_backoff");
   }
   if (config.access_log().sample_rate() < 0 ||
       config.access_log().sample_rate() > 1) {
-    return Field("access_log.sample_rate", "must be in [0, 1]");
+    return field_error("access_log.sample_rate", "must be in [0, 1]");
   }
   for (const auto& [field, d] :
        {std::pair<const char*, const google::protobuf::Duration&>{
@@ -178,7 +205,7 @@ absl::Status ValidateSidecarConfig(const SidecarConfig& config) {
         {"timeouts.idle", config.timeouts().idle()},
         {"timeouts.drain", config.timeouts().drain()}}) {
     if (ToAbsl(d) <= absl::ZeroDuration()) {
-      return Field(field, "must be positive");
+      return field_error(field, "must be positive");
     }
   }
   return absl::OkStatus();

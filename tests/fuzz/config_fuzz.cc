@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "absl/strings/match.h"
 #include "google/protobuf/util/message_differencer.h"
@@ -28,8 +29,9 @@ void Check(const std::string& yaml, ApplyDefaults apply, Validate validate) {
   Config config;
   config.set_trust_domain("untouched.example");
   const Config before = config;
+  meshguard::util::FieldLines lines;
   absl::Status parsed =
-      meshguard::util::ParseYamlToMessage(yaml, "fuzz.yaml", &config);
+      meshguard::util::ParseYamlToMessage(yaml, "fuzz.yaml", &config, &lines);
   if (!parsed.ok()) {
     FUZZ_CHECK(absl::IsInvalidArgument(parsed));
     FUZZ_CHECK(absl::StrContains(parsed.message(), "fuzz.yaml"));
@@ -45,7 +47,10 @@ void Check(const std::string& yaml, ApplyDefaults apply, Validate validate) {
   MessageDifferencer partial;
   partial.set_scope(MessageDifferencer::PARTIAL);
   FUZZ_CHECK(partial.Compare(from_file, once));
-  absl::Status valid = validate(config);
+  // With the file's lines, as main() validates.
+  meshguard::util::ConfigOrigins origins;
+  origins.SetFile("fuzz.yaml", std::move(lines));
+  absl::Status valid = validate(config, origins);
   if (!valid.ok()) {
     FUZZ_CHECK(!valid.message().empty());
   } else {
@@ -59,12 +64,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const std::string yaml(reinterpret_cast<const char*>(data) + 1, size - 1);
   if (data[0] & 1) {
-    Check<meshguard::config::v1::CaConfig>(yaml, meshguard::ca::ApplyCaDefaults,
-                                           meshguard::ca::ValidateCaConfig);
+    Check<meshguard::config::v1::CaConfig>(
+        yaml, meshguard::ca::ApplyCaDefaults, [](const auto& c, const auto& o) {
+          return meshguard::ca::ValidateCaConfig(c, o);
+        });
   } else {
     Check<meshguard::config::v1::SidecarConfig>(
         yaml, meshguard::sidecar::ApplySidecarDefaults,
-        meshguard::sidecar::ValidateSidecarConfig);
+        [](const auto& c, const auto& o) {
+          return meshguard::sidecar::ValidateSidecarConfig(c, o);
+        });
   }
   return 0;
 }

@@ -351,7 +351,8 @@ TEST(CaTrustDomainTest, ServeTakesTheTrustDomainFromTheDataDir) {
                                           "--trust_domain", "example.org"});
   ASSERT_TRUE(init.status.Success()) << init.ToString();
 
-  // Another trust domain on the command line: refused, naming both.
+  // Another trust domain on the command line: refused, naming both and the
+  // flag that set it.
   absl::StatusOr<int> port = PickFreePort();
   absl::StatusOr<int> http = PickFreePort();
   ASSERT_TRUE(port.ok() && http.ok());
@@ -359,9 +360,8 @@ TEST(CaTrustDomainTest, ServeTakesTheTrustDomainFromTheDataDir) {
       {"--data_dir", data, "--listen", Loopback(*port), "--admin_listen",
        Loopback(*http), "--trust_domain", "cluster.local"});
   EXPECT_NE(wrong.status.code, 0) << wrong.ToString();
-  EXPECT_THAT(wrong.err,
-              AllOf(HasSubstr("trust_domain"), HasSubstr("\"cluster.local\""),
-                    HasSubstr("\"example.org\"")))
+  EXPECT_THAT(wrong.err, AllOf(HasSubstr("--trust-domain: \"cluster.local\""),
+                               HasSubstr("\"example.org\"")))
       << wrong.ToString();
 
   // No config, no flag: the data dir's trust domain.

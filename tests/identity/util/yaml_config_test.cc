@@ -487,6 +487,51 @@ TEST(YamlConfigTest, ParserOnlyErrorsStillGetALine) {
       << s;
 }
 
+TEST(YamlConfigTest, LinesOfFieldsByProtoName) {
+  constexpr char kYaml[] =
+      "ca:\n"
+      "  caBundleFile: /etc/bundle.pem\n"  // JSON name
+      "  join_token:\n"                    // null: unset, still located
+      "listeners: {inbound: nope}\n"
+      "routes:\n"
+      "  - authority: a\n"
+      "    upstream: 127.0.0.1:1\n"
+      "  - authority: b\n";
+  SidecarConfig c;
+  FieldLines lines = {{"stale", 1}};
+  absl::Status s = ParseYamlToMessage(kYaml, "sidecar.yaml", &c, &lines);
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(lines, (FieldLines{{"ca", 1},
+                               {"ca.ca_bundle_file", 2},
+                               {"ca.join_token", 3},
+                               {"listeners", 4},
+                               {"listeners.inbound", 4},
+                               {"routes", 5},
+                               {"routes[0]", 6},
+                               {"routes[0].authority", 6},
+                               {"routes[0].upstream", 7},
+                               {"routes[1]", 8},
+                               {"routes[1].authority", 8}}));
+}
+
+TEST(YamlConfigTest, LinesOfFieldsNotOfScalarsInLists) {
+  CaConfig c;
+  FieldLines lines;
+  absl::Status s = ParseYamlToMessage(
+      "admin_ids:\n  - spiffe://a/b\n  - not-an-id\n", "ca.yaml", &c, &lines);
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(lines, (FieldLines{{"admin_ids", 1}}));
+
+  google::protobuf::Struct st;  // Struct's contents are not fields.
+  s = ParseYamlToMessage("a: {b: 1}\n", "struct.yaml", &st, &lines);
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_TRUE(lines.empty());
+
+  s = ParseYamlToMessage("# nothing\n", "empty.yaml", &c, &lines);
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_TRUE(lines.empty());
+}
+
 TEST(YamlConfigTest, StructTakesYamlTypes) {
   google::protobuf::Struct st;
   absl::Status s = ParseYamlToMessage("a: 1\nb: [true, 'x', ~]\nc: {d: 2.5}\n",

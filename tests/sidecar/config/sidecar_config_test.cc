@@ -5,11 +5,15 @@
 
 #include <functional>
 #include <string>
+#include <utility>
+
+#include "identity/util/yaml_config.h"
 
 namespace meshguard::sidecar {
 namespace {
 
 using ::meshguard::config::v1::SidecarConfig;
+using ::meshguard::util::ConfigOrigins;
 using ::testing::HasSubstr;
 
 SidecarConfig Valid() {
@@ -168,6 +172,135 @@ INSTANTIATE_TEST_SUITE_P(
                 "timeouts.connect"},
         BadCase{"too_many_workers",
                 [](SidecarConfig* c) { c->set_workers(1000); }, "workers"}),
+    [](const auto& info) { return info.param.name; });
+
+// Errors say where the bad value came from: the line of sidecar.yaml, or
+// the flag that overrode the file (main.cc records which).
+struct OriginCase {
+  const char* name;
+  const char* yaml;
+  // Flags applied over the file, as main.cc does.
+  std::function<void(SidecarConfig*, ConfigOrigins*)> flags;
+  const char* message;
+};
+
+class SidecarConfigOriginTest : public ::testing::TestWithParam<OriginCase> {};
+
+TEST_P(SidecarConfigOriginTest, SaysWhereTheValueCameFrom) {
+  SidecarConfig c;
+  util::FieldLines lines;
+  absl::Status parsed =
+      util::ParseYamlToMessage(GetParam().yaml, "sidecar.yaml", &c, &lines);
+  ASSERT_TRUE(parsed.ok()) << parsed;
+  ConfigOrigins origins;
+  origins.SetFile("sidecar.yaml", std::move(lines));
+  if (GetParam().flags) GetParam().flags(&c, &origins);
+  ApplySidecarDefaults(&c);
+  absl::Status s = ValidateSidecarConfig(c, origins);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(), GetParam().message);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Origins, SidecarConfigOriginTest,
+    ::testing::Values(
+        OriginCase{"from_the_file",
+                   "ca:\n"
+                   "  ca_bundle_file: /etc/meshguard/bundle.pem\n"
+                   "  join_token: mgjt_x\n"
+                   "listeners:\n"
+                   "  inbound: nope\n",
+                   nullptr,
+                   "sidecar.yaml:5: config field listeners.inbound: \"nope\" "
+                   "is not host:port"},
+        OriginCase{"from_a_flag_over_the_file",
+                   "ca:\n"
+                   "  ca_bundle_file: /etc/meshguard/bundle.pem\n"
+                   "  join_token: mgjt_x\n"
+                   "listeners:\n"
+                   "  inbound: 127.0.0.1:15006\n",
+                   [](SidecarConfig* c, ConfigOrigins* o) {
+                     c->mutable_listeners()->set_inbound("nope");
+                     o->SetByFlag("listeners.inbound", "--inbound-listen");
+                   },
+                   "--inbound-listen: \"nope\" is not host:port"},
+        OriginCase{"missing_from_file_and_flag",
+                   "ca:\n"
+                   "  join_token: mgjt_x\n",
+                   nullptr,
+                   "config field ca.ca_bundle_file (in sidecar.yaml) or "
+                   "--ca-bundle: required: the roots that authenticate the CA"},
+        OriginCase{"empty_in_the_file",
+                   "ca:\n"
+                   "  join_token: mgjt_x\n"
+                   "  ca_bundle_file: ''\n",
+                   nullptr,
+                   "sidecar.yaml:3: config field ca.ca_bundle_file or "
+                   "--ca-bundle: required: the roots that authenticate the CA"},
+        OriginCase{"no_credential",
+                   "ca:\n"
+                   "  ca_bundle_file: /etc/meshguard/bundle.pem\n",
+                   nullptr,
+                   "config field ca.token_file / ca.join_token (in "
+                   "sidecar.yaml) or --token-file / --join-token: required: "
+                   "exactly one bootstrap credential"},
+        OriginCase{"credential_in_file_and_flag",
+                   "ca:\n"
+                   "  ca_bundle_file: /etc/meshguard/bundle.pem\n"
+                   "  token_file: /var/run/token\n",
+                   [](SidecarConfig* c, ConfigOrigins* o) {
+                     c->mutable_ca()->set_join_token("mgjt_x");
+                     o->SetByFlag("ca.join_token", "--join-token");
+                   },
+                   "--join-token: only one bootstrap credential may be given; "
+                   "ca.token_file is set too (sidecar.yaml:3)"},
+        OriginCase{"route_without_upstream_points_at_the_route",
+                   "ca:\n"
+                   "  ca_bundle_file: /etc/meshguard/bundle.pem\n"
+                   "  join_token: mgjt_x\n"
+                   "routes:\n"
+                   "  - authority: orders\n"
+                   "    upstream: 127.0.0.1:1\n"
+                   "  - authority: pay\n",
+                   nullptr,
+                   "sidecar.yaml:7: config field routes[1].upstream: \"\" is "
+                   "not host:port"},
+        OriginCase{"route_from_a_flag_after_those_of_the_file",
+                   "ca:\n"
+                   "  ca_bundle_file: /etc/meshguard/bundle.pem\n"
+                   "  join_token: mgjt_x\n"
+                   "routes:\n"
+                   "  - authority: orders\n"
+                   "    upstream: 127.0.0.1:1\n",
+                   [](SidecarConfig* c, ConfigOrigins* o) {
+                     auto* r = c->add_routes();
+                     r->set_authority("orders");
+                     r->set_upstream("127.0.0.1:2");
+                     o->SetByFlag("routes[1]",
+                                  "--route \"orders=127.0.0.1:2\"");
+                   },
+                   "--route \"orders=127.0.0.1:2\": config field "
+                   "routes[1].authority: \"orders\" appears twice"},
+        // The file set only initial_backoff, above the default max_backoff.
+        OriginCase{"backoff_blames_the_field_the_file_set",
+                   "ca:\n"
+                   "  ca_bundle_file: /etc/meshguard/bundle.pem\n"
+                   "  join_token: mgjt_x\n"
+                   "rotation:\n"
+                   "  initial_backoff: 120s\n",
+                   nullptr,
+                   "sidecar.yaml:5: config field rotation.initial_backoff: "
+                   "must not exceed max_backoff (1m)"},
+        OriginCase{"backoffs_both_in_the_file",
+                   "ca:\n"
+                   "  ca_bundle_file: /etc/meshguard/bundle.pem\n"
+                   "  join_token: mgjt_x\n"
+                   "rotation:\n"
+                   "  initial_backoff: 120s\n"
+                   "  max_backoff: 60s\n",
+                   nullptr,
+                   "sidecar.yaml:6: config field rotation.max_backoff: must be "
+                   "at least initial_backoff"}),
     [](const auto& info) { return info.param.name; });
 
 }  // namespace
