@@ -6,32 +6,15 @@
 # does not create the data dir (its lock, its database).
 set -u
 bin="$1"
-dir="${TEST_TMPDIR:-$(mktemp -d)}"
+dir="$TEST_TMPDIR"
 data="$dir/data"
-failures=0
-
-fail() {
-  echo "FAIL: $*"
-  failures=$((failures + 1))
-}
+source "$TEST_SRCDIR/meshguard/tests/testing/refusal.sh" || exit 1
 
 # expect_refusal NAME EXPECTED_STDERR_LINE ARGS...
 expect_refusal() {
-  local name="$1" want="meshguard-ca: serve: $2"
+  local name="$1" want="$2"
   shift 2
-  local out="$dir/$name.out" err="$dir/$name.err" code=0
-  timeout 20 "$bin" serve "$@" >"$out" 2>"$err" || code=$?
-  if [ "$code" -eq 124 ]; then
-    fail "$name: still running after 20 s; it must refuse the config at once"
-    return
-  fi
-  [ "$code" -eq 1 ] || fail "$name: exit code $code, want 1"
-  local got
-  got=$(cat "$err")
-  [ "$got" = "$want" ] || fail "$name: stderr
-  got:  $got
-  want: $want"
-  [ -s "$out" ] && fail "$name: logged on stdout before refusing: $(head -3 "$out")"
+  expect_exit_1 "$name" "meshguard-ca: serve: $want" "$bin" serve "$@"
   [ -e "$data" ] && fail "$name: created $data before refusing"
   return 0
 }
@@ -71,8 +54,4 @@ expect_refusal missing_from_both \
   "config field data_dir (in $good) or --data-dir: required" \
   --config "$good"
 
-if [ "$failures" -ne 0 ]; then
-  echo "$failures check(s) failed"
-  exit 1
-fi
-echo "PASS"
+finish

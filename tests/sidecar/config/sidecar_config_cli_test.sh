@@ -6,33 +6,16 @@
 # logs nothing on stdout and creates no access log.
 set -u
 bin="$1"
-dir="${TEST_TMPDIR:-$(mktemp -d)}"
+dir="$TEST_TMPDIR"
 access_log="$dir/access.log"
-failures=0
-
-fail() {
-  echo "FAIL: $*"
-  failures=$((failures + 1))
-}
+source "$TEST_SRCDIR/meshguard/tests/testing/refusal.sh" || exit 1
 
 # expect_refusal NAME EXPECTED_STDERR_LINE ARGS...
 expect_refusal() {
-  local name="$1" want="meshguard-sidecar: $2"
+  local name="$1" want="$2"
   shift 2
   rm -f "$access_log"
-  local out="$dir/$name.out" err="$dir/$name.err" code=0
-  timeout 20 "$bin" "$@" >"$out" 2>"$err" || code=$?
-  if [ "$code" -eq 124 ]; then
-    fail "$name: still running after 20 s; it must refuse the config at once"
-    return
-  fi
-  [ "$code" -eq 1 ] || fail "$name: exit code $code, want 1"
-  local got
-  got=$(cat "$err")
-  [ "$got" = "$want" ] || fail "$name: stderr
-  got:  $got
-  want: $want"
-  [ -s "$out" ] && fail "$name: logged on stdout before refusing: $(head -3 "$out")"
+  expect_exit_1 "$name" "meshguard-sidecar: $want" "$bin" "$@"
   [ -e "$access_log" ] && fail "$name: created the access log before refusing"
   return 0
 }
@@ -105,8 +88,4 @@ expect_refusal missing_without_file \
   "config field ca.ca_bundle_file or --ca-bundle: required: the roots that authenticate the CA" \
   --join-token mgjt_never_used --access-log "$access_log"
 
-if [ "$failures" -ne 0 ]; then
-  echo "$failures check(s) failed"
-  exit 1
-fi
-echo "PASS"
+finish
