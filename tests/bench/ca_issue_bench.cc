@@ -5,6 +5,14 @@
 //     with a CaSigner over a fresh root + intermediate, PEM-encode the leaf.
 //     No RPC, no authentication, no issuance log. The CSRs (and their keys)
 //     are made before the clock starts: the CA never generates keys.
+//     With --log-db=FILE it also does what the CA does per certificate
+//     besides the RPC: the row goes to an IssuanceStore on FILE through
+//     RecordIssuanceAsync (grouped commits, synchronous=FULL; up to
+//     --in-flight rows per thread wait for their commit), and once it is
+//     durable the response message (chain + trust bundle) is serialized
+//     and the JSON "issued" line written to FILE.log (ca_bench.sh sends the
+//     CA's log to a file too). This is the CA with a
+//     free RPC layer: how close to the bare loop any server could get.
 //   --mode=e2e: the real path. N client threads renew over mTLS against a
 //     running meshguard-ca (gRPC, peer-certificate check, CSR checks,
 //     signing, durable SQLite log, JSON log line), each in a closed loop
@@ -50,6 +58,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
+#include "identity/ca/issuance_store.h"
 #include "identity/client/ca_client.h"
 #include "identity/crypto/ca_signer.h"
 #include "identity/crypto/certificate.h"
@@ -57,6 +66,7 @@
 #include "identity/crypto/keys.h"
 #include "identity/crypto/spiffe_id.h"
 #include "identity/util/flag_names.h"
+#include "identity/util/json_log.h"
 #include "proto/ca.grpc.pb.h"
 
 ABSL_FLAG(std::string, mode, "bare", "bare | e2e");
@@ -65,6 +75,12 @@ ABSL_FLAG(int, csrs, 64, "bare: distinct pre-generated keys/CSRs to cycle.");
 ABSL_FLAG(int, threads, 1,
           "bare: threads issuing at once in this process (OpenSSL's own "
           "in-process scaling; the upper bound stays the 1-thread run).");
+ABSL_FLAG(std::string, log_db, "",
+          "bare: also commit each certificate to an issuance log in this "
+          "SQLite file (created), build the response and log the line.");
+ABSL_FLAG(int, in_flight, 32,
+          "bare with --log-db: rows per thread that may wait for their "
+          "commit at once.");
 ABSL_FLAG(std::string, ca, "127.0.0.1:15012", "e2e: meshguard-ca address.");
 ABSL_FLAG(std::string, ca_bundle, "", "e2e: PEM roots of the CA.");
 ABSL_FLAG(std::string, server_name, "meshguard-ca",
@@ -174,6 +190,84 @@ int RunBare() {
     csrs.push_back(std::move(*csr));
   }
 
+  // --log-db: the issuance log, and what the CA sends once a row is durable.
+  std::unique_ptr<ca::IssuanceStore> store;
+  if (const std::string db = absl::GetFlag(FLAGS_log_db); !db.empty()) {
+    absl::StatusOr<std::unique_ptr<ca::IssuanceStore>> opened =
+        ca::IssuanceStore::Open(db);
+    if (!opened.ok()) return Fail(opened.status());
+    store = std::move(*opened);
+    FILE* log = fopen((db + ".log").c_str(), "a");
+    if (log == nullptr) {
+      return Fail(
+          absl::InternalError(absl::StrCat("cannot open ", db, ".log")));
+    }
+    util::SetLogStream(log);  // left open: the process ends after the run
+  }
+  absl::StatusOr<std::string> intermediate_pem =
+      crypto::CertificateToPem((*signer)->certificate());
+  absl::StatusOr<std::string> root_pem = crypto::CertificateToPem(root->get());
+  if (!intermediate_pem.ok()) return Fail(intermediate_pem.status());
+  if (!root_pem.ok()) return Fail(root_pem.status());
+  v1::TrustBundle bundle;
+  bundle.set_trust_domain(kTrustDomain);
+  bundle.add_root_certificates_pem(*root_pem);
+  // Rows waiting for their commit, over all threads, and the bound on them.
+  const int max_in_flight = std::max(1, absl::GetFlag(FLAGS_in_flight)) *
+                            std::max(1, absl::GetFlag(FLAGS_threads));
+  absl::Mutex in_flight_mu;
+  int in_flight = 0;
+  std::atomic<bool> log_failed{false};
+
+  // Hands the certificate to the log; the response and the log line follow
+  // on the committer thread once its row is durable, as in the CA.
+  auto record = [&](X509* cert, const crypto::SpiffeId& id,
+                    std::string leaf_pem) {
+    {
+      absl::MutexLock lock(&in_flight_mu);
+      auto below_bound = [&] { return in_flight < max_in_flight; };
+      in_flight_mu.Await(absl::Condition(&below_bound));
+      ++in_flight;
+    }
+    ca::IssuanceRecord row;
+    row.serial = crypto::SerialHex(cert);
+    row.spiffe_id = id.ToString();
+    row.not_before = crypto::NotBefore(cert);
+    row.not_after = crypto::NotAfter(cert);
+    row.issued_at = absl::Now();
+    row.auth_method = std::string(ca::kAuthRenewal);
+    row.requester = "ipv4:127.0.0.1:40000";
+    // A renewal: the commit checks the renewing certificate is not revoked.
+    row.renewed_from_serial = "01";
+    ca::IssuanceRecord logged = row;
+    store->RecordIssuanceAsync(std::move(row), [&, logged = std::move(logged),
+                                                leaf_pem = std::move(leaf_pem)](
+                                                   absl::Status stored) {
+      if (stored.ok()) {
+        v1::IssueCertificateResponse response;
+        response.add_cert_chain_pem(leaf_pem);
+        response.add_cert_chain_pem(*intermediate_pem);
+        *response.mutable_trust_bundle() = bundle;
+        response.set_spiffe_id(logged.spiffe_id);
+        response.set_serial(logged.serial);
+        const std::string wire = response.SerializeAsString();
+        util::LogLine("info", "issued")
+            .Add("spiffe_id", logged.spiffe_id)
+            .Add("serial", logged.serial)
+            .Add("auth_method", logged.auth_method)
+            .Add("requester", logged.requester)
+            .Add("response_bytes", static_cast<int64_t>(wire.size()))  // kept
+            .AddTime("not_after", logged.not_after)
+            .Emit();
+      } else {
+        fprintf(stderr, "ca_issue_bench: log: %s\n", stored.ToString().c_str());
+        log_failed = true;
+      }
+      absl::MutexLock lock(&in_flight_mu);
+      --in_flight;
+    });
+  };
+
   // The same steps the CA takes for the certificate itself, nothing else.
   auto issue_one = [&](const std::string& csr_pem) -> absl::Status {
     absl::StatusOr<crypto::Csr> csr = crypto::Csr::ParsePem(csr_pem);
@@ -189,6 +283,7 @@ int RunBare() {
     if (!cert.ok()) return cert.status();
     absl::StatusOr<std::string> pem = crypto::CertificateToPem(cert->get());
     if (!pem.ok()) return pem.status();
+    if (store != nullptr) record(cert->get(), *id, std::move(*pem));
     return absl::OkStatus();
   };
   for (int i = 0; i < std::min(count, 16); ++i) {  // warm up
@@ -218,7 +313,8 @@ int RunBare() {
   for (int t = 1; t < thread_count; ++t) threads.emplace_back(loop, t * 7);
   loop(0);
   for (std::thread& t : threads) t.join();
-  if (failed) return 1;
+  if (store != nullptr) store.reset();  // commits every queued row first
+  if (failed || log_failed) return 1;
   const int64_t issued = total.load();
   const double wall = absl::ToDoubleSeconds(absl::Now() - start);
   const double cpu = absl::ToDoubleSeconds(SelfCpu() - cpu_start);
