@@ -8,6 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "google/protobuf/util/time_util.h"
+#include "identity/ca/token_review.h"
 #include "identity/crypto/certificate.h"
 #include "identity/crypto/keys.h"
 #include "identity/crypto/spiffe_id.h"
@@ -21,10 +22,61 @@ using ::google::protobuf::util::TimeUtil;
 using ::meshguard::config::v1::CaConfig;
 using ::meshguard::util::JoinPath;
 
+google::protobuf::Duration ToProtoDuration(absl::Duration value) {
+  return TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(value));
+}
+
 void DefaultDuration(google::protobuf::Duration* d, absl::Duration value) {
-  if (d->seconds() == 0 && d->nanos() == 0) {
-    *d = TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(value));
+  if (d->seconds() == 0 && d->nanos() == 0) *d = ToProtoDuration(value);
+}
+
+// A duration as the config file writes it: "5s", "0.100s".
+std::string YamlDuration(absl::Duration d) {
+  return TimeUtil::ToString(ToProtoDuration(d));
+}
+
+// kubernetes.token_review: what can be checked without the environment or
+// the files (TokenReviewer::Create checks those at start).
+absl::Status ValidateTokenReview(const CaConfig& config) {
+  const auto& review = config.kubernetes().token_review();
+  auto field = [](absl::string_view name, absl::string_view why) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("field kubernetes.token_review.", name, ": ", why));
+  };
+  auto to_absl = [](const google::protobuf::Duration& d) {
+    return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+  };
+  const absl::Duration timeout = to_absl(review.timeout());
+  if (timeout < kMinTokenReviewTimeout || timeout > kMaxTokenReviewTimeout) {
+    return field("timeout",
+                 absl::StrCat(YamlDuration(timeout), " is outside [",
+                              YamlDuration(kMinTokenReviewTimeout), ", ",
+                              YamlDuration(kMaxTokenReviewTimeout), "]"));
   }
+  const absl::Duration cache_ttl = to_absl(review.cache_ttl());
+  if (cache_ttl < absl::ZeroDuration() || cache_ttl > kMaxTokenReviewCacheTtl) {
+    return field("cache_ttl",
+                 absl::StrCat(YamlDuration(cache_ttl), " is outside [0s, ",
+                              YamlDuration(kMaxTokenReviewCacheTtl),
+                              "] (\"0s\" turns the cache off)"));
+  }
+  if (!review.api_server().empty()) {
+    if (absl::StatusOr<ApiServerUrl> url =
+            ParseApiServerUrl(review.api_server());
+        !url.ok()) {
+      return field("api_server", url.status().message());
+    }
+  }
+  if (review.enabled()) {
+    if (!config.kubernetes().enabled()) {
+      return field("enabled",
+                   "reviews follow the offline token checks, which are off: "
+                   "set kubernetes.jwks_file or kubernetes.public_key_files");
+    }
+    if (review.ca_file().empty()) return field("ca_file", "required");
+    if (review.token_file().empty()) return field("token_file", "required");
+  }
+  return absl::OkStatus();
 }
 
 absl::Status WithFile(const std::string& path, const absl::Status& status) {
@@ -166,6 +218,23 @@ void ApplyCaDefaults(CaConfig* config) {
   DefaultDuration(k8s->mutable_clock_skew(), absl::Seconds(30));
   // max_token_lifetime is left unset: JwtAuthenticator applies its default
   // (kDefaultMaxTokenLifetime), and an explicit "0s" means no limit.
+  // token_review.api_server stays empty: its default comes from the
+  // environment, when the reviewer is made (TokenReviewer::Create).
+  auto* review = k8s->mutable_token_review();
+  if (review->ca_file().empty()) {
+    review->set_ca_file(std::string(kDefaultTokenReviewCaFile));
+  }
+  if (review->token_file().empty()) {
+    review->set_token_file(std::string(kDefaultTokenReviewTokenFile));
+  }
+  // Presence, not zero: an explicit "0s" timeout is an error and an
+  // explicit "0s" cache_ttl turns the cache off.
+  if (!review->has_timeout()) {
+    *review->mutable_timeout() = ToProtoDuration(kDefaultTokenReviewTimeout);
+  }
+  if (!review->has_cache_ttl()) {
+    *review->mutable_cache_ttl() = ToProtoDuration(kDefaultTokenReviewCacheTtl);
+  }
 }
 
 absl::Status ValidateCaConfig(const CaConfig& config,
@@ -218,7 +287,7 @@ absl::Status ValidateCaConfig(const CaConfig& config,
       return origins.FieldError("admin_ids", parsed.status().message());
     }
   }
-  return absl::OkStatus();
+  return ValidateTokenReview(config);
 }
 
 std::string SigningCertificateTrustDomain(const CaConfig& config) {

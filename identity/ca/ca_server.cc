@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <deque>
 #include <thread>
 #include <utility>
@@ -28,6 +29,7 @@
 #include "identity/ca/ca_material.h"
 #include "identity/ca/issuance_store.h"
 #include "identity/ca/jwt_authenticator.h"
+#include "identity/ca/token_reviewer.h"
 #include "identity/crypto/certificate.h"
 #include "identity/crypto/csr.h"
 #include "identity/crypto/keys.h"
@@ -111,11 +113,13 @@ class CaState final {
  public:
   CaState(CaConfig config, CaMaterial material,
           std::unique_ptr<IssuanceStore> store,
-          std::unique_ptr<JwtAuthenticator> jwt)
+          std::unique_ptr<JwtAuthenticator> jwt,
+          std::unique_ptr<TokenReviewer> token_reviewer)
       : config_(std::move(config)),
         material_(std::move(material)),
         store_(std::move(store)),
         jwt_(std::move(jwt)),
+        token_reviewer_(std::move(token_reviewer)),
         // The trust domain was validated with the config.
         serving_identity_(crypto::SpiffeId::ForServiceAccount(
                               config_.trust_domain(), kServingNamespace,
@@ -148,6 +152,18 @@ class CaState final {
                                0.1, 0.25, 0.5, 1, 2.5});
     revocations_ = metrics_.AddCounter("meshguard_ca_revocations_total",
                                        "Certificates revoked.", {});
+    token_reviews_ = metrics_.AddCounter(
+        "meshguard_ca_token_reviews_total",
+        "Kubernetes TokenReviews of bootstrap tokens, by result: "
+        "authenticated, refused (not authenticated, other identity or "
+        "audience), failed (no usable answer), cached (a recent positive "
+        "review reused).",
+        {"result"});
+    token_review_latency_ = metrics_.AddHistogram(
+        "meshguard_ca_token_review_duration_seconds",
+        "Latency of TokenReview requests to the Kubernetes API server "
+        "(cached results not included).",
+        {}, {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10});
     const absl::Time root_expiry = material_.earliest_root_expiry;
     const absl::Time int_expiry = material_.intermediate_not_after;
     metrics_
@@ -341,6 +357,12 @@ class CaState final {
     latency_->WithLabels({rpc})->Observe(absl::ToDoubleSeconds(d));
   }
   void CountRevocations(size_t n) { revocations_->WithLabels({})->Inc(n); }
+  void CountTokenReview(const std::string& result) {
+    token_reviews_->WithLabels({result})->Inc();
+  }
+  void ObserveTokenReview(absl::Duration d) {
+    token_review_latency_->WithLabels({})->Observe(absl::ToDoubleSeconds(d));
+  }
   bool AllowRate(const std::string& key) { return limiter_.Allow(key); }
   bool PeerMayTry(const std::string& key) {
     return failure_limiter_.WouldAllow(key);
@@ -355,6 +377,8 @@ class CaState final {
   }
 
   JwtAuthenticator* jwt() const { return jwt_.get(); }
+  // Null unless kubernetes.token_review.enabled.
+  TokenReviewer* token_reviewer() const { return token_reviewer_.get(); }
 
  private:
   const CaConfig config_;
@@ -362,6 +386,7 @@ class CaState final {
   std::vector<std::string> issuer_chain_pems_;
   std::unique_ptr<IssuanceStore> store_;
   std::unique_ptr<JwtAuthenticator> jwt_;
+  std::unique_ptr<TokenReviewer> token_reviewer_;
   const crypto::SpiffeId serving_identity_;
   BundlePublisher publisher_;
   util::RateLimiter limiter_;
@@ -371,6 +396,8 @@ class CaState final {
   util::CounterFamily* failures_;
   util::HistogramFamily* latency_;
   util::CounterFamily* revocations_;
+  util::CounterFamily* token_reviews_;
+  util::HistogramFamily* token_review_latency_;
 
   struct VerifiedPeer {
     crypto::SpiffeId id;
@@ -603,8 +630,9 @@ class CertificateAuthorityImpl final
                       "Kubernetes token authentication is not configured on "
                       "this CA (kubernetes.jwks_file / public_key_files)");
       }
+      const absl::string_view token = absl::string_view(value).substr(7);
       absl::StatusOr<KubernetesIdentity> identity =
-          state_->jwt()->Authenticate(value.substr(7), now);
+          state_->jwt()->Authenticate(token, now);
       if (!identity.ok()) {
         return Refuse(state_, caller->auth_method, "bad_token", requester,
                       grpc::StatusCode::UNAUTHENTICATED,
@@ -617,6 +645,12 @@ class CertificateAuthorityImpl final
         return Refuse(state_, caller->auth_method, "bad_token", requester,
                       grpc::StatusCode::UNAUTHENTICATED,
                       std::string(id.status().message()));
+      }
+      if (state_->token_reviewer() != nullptr) {
+        if (grpc::Status s = Review(token, *identity, requester, caller);
+            !s.ok()) {
+          return s;
+        }
       }
       caller->spiffe_id = id->ToString();
       return grpc::Status::OK;
@@ -650,6 +684,40 @@ class CertificateAuthorityImpl final
     return grpc::Status::OK;
   }
 
+  // Asks the API server whether a token that passed the offline checks is
+  // still good. A refusal is the caller's (UNAUTHENTICATED, bad_token, the
+  // API server's reason in the log only); a review that could not be done
+  // is not (UNAVAILABLE, token_review_failed: the caller retries, and
+  // Issue does not charge it to the caller's failed-auth throttle).
+  grpc::Status Review(absl::string_view token,
+                      const KubernetesIdentity& identity,
+                      const std::string& requester, Caller* caller) {
+    const absl::Time start = absl::Now();
+    TokenReviewResult result =
+        state_->token_reviewer()->Review(token, identity);
+    if (!result.from_cache) state_->ObserveTokenReview(absl::Now() - start);
+    const absl::Status& status = result.verdict.status;
+    if (status.ok()) {
+      state_->CountTokenReview(result.from_cache ? "cached" : "authenticated");
+      return grpc::Status::OK;
+    }
+    std::string detail;
+    if (!result.verdict.log_detail.empty()) {
+      detail =
+          absl::StrCat(status.message(), " (", result.verdict.log_detail, ")");
+    }
+    if (absl::IsUnauthenticated(status)) {
+      state_->CountTokenReview("refused");
+      return Refuse(state_, caller->auth_method, "bad_token", requester,
+                    grpc::StatusCode::UNAUTHENTICATED,
+                    std::string(status.message()), detail);
+    }
+    state_->CountTokenReview("failed");
+    return Refuse(state_, caller->auth_method, "token_review_failed", requester,
+                  grpc::StatusCode::UNAVAILABLE, std::string(status.message()),
+                  detail);
+  }
+
   // Authenticates, checks and signs, fills `response`, and describes the
   // issuance in `record`. The call is not to be answered OK before that
   // record is durable.
@@ -676,7 +744,11 @@ class CertificateAuthorityImpl final
     Caller caller;
     if (grpc::Status s = Authenticate(context, request, requester, &caller);
         !s.ok()) {
-      if (brings_token) state_->ChargeFailure(peer_key);
+      // UNAVAILABLE: the token could not be reviewed (see Review), which
+      // says nothing about the caller.
+      if (brings_token && s.error_code() != grpc::StatusCode::UNAVAILABLE) {
+        state_->ChargeFailure(peer_key);
+      }
       return s;
     }
     if (!state_->AllowRate(caller.spiffe_id)) {
@@ -1301,9 +1373,19 @@ absl::StatusOr<std::unique_ptr<CaServer>> CaServer::Create(
     }
     jwt = std::move(*created);
   }
-  auto state =
-      std::make_unique<CaState>(std::move(config), std::move(*material),
-                                std::move(*store), std::move(jwt));
+  std::unique_ptr<TokenReviewer> token_reviewer;
+  if (config.kubernetes().token_review().enabled()) {
+    absl::StatusOr<std::unique_ptr<TokenReviewer>> created =
+        TokenReviewer::Create(
+            config.kubernetes(),
+            [](const char* name) -> const char* { return std::getenv(name); },
+            util::RealClock());
+    if (!created.ok()) return created.status();
+    token_reviewer = std::move(*created);
+  }
+  auto state = std::make_unique<CaState>(
+      std::move(config), std::move(*material), std::move(*store),
+      std::move(jwt), std::move(token_reviewer));
   return std::unique_ptr<CaServer>(
       new CaServerImpl(std::move(state), std::move(*lock)));
 }

@@ -570,6 +570,7 @@ absl::StatusOr<KubernetesIdentity> JwtAuthenticator::Authenticate(
                      spiffe.status().message()));
   }
   id.key_id = verifier->label;
+  id.expires_at = *exp;
   return id;
 }
 

@@ -49,6 +49,8 @@ struct KubernetesIdentity {
   // one "<file>#<n>" (n counts from 1 within the file; "jwks[<i>]" for a
   // kid-less JWKS entry).
   std::string key_id;
+  // The token's exp (without the clock skew allowance).
+  absl::Time expires_at = absl::InfinitePast();
 };
 
 class JwtAuthenticator final {

@@ -254,6 +254,23 @@ bool FileExists(const std::string& path) {
   return stat(path.c_str(), &st) == 0;
 }
 
+absl::StatusOr<FileVersion> StatFileVersion(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) {
+    const int err = errno;
+    return absl::Status(
+        err == ENOENT ? absl::StatusCode::kNotFound
+                      : absl::StatusCode::kFailedPrecondition,
+        absl::StrCat("cannot stat ", path, ": ", strerror(err)));
+  }
+  FileVersion v;
+  v.device = st.st_dev;
+  v.inode = st.st_ino;
+  v.size = st.st_size;
+  v.mtime_ns = int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec;
+  return v;
+}
+
 absl::Status MakeDirectories(const std::string& path, mode_t mode) {
   if (path.empty()) return absl::InvalidArgumentError("empty directory path");
   std::string current;

@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,24 @@ absl::Status ReplaceFiles(const std::string& dir,
                           const std::vector<FileToWrite>& files);
 
 bool FileExists(const std::string& path);
+
+// One version of a file, to notice that it was replaced or rewritten: the
+// identity (device, inode), size and modification time of what `path`
+// resolves to now (stat follows symlinks, so a Kubernetes volume's
+// atomically swapped `..data` link counts as a new version).
+struct FileVersion {
+  dev_t device = 0;
+  ino_t inode = 0;
+  off_t size = 0;
+  int64_t mtime_ns = 0;
+  bool operator==(const FileVersion& o) const {
+    return device == o.device && inode == o.inode && size == o.size &&
+           mtime_ns == o.mtime_ns;
+  }
+  bool operator!=(const FileVersion& o) const { return !(*this == o); }
+};
+// NOT_FOUND (or another errno's code) naming the path if stat fails.
+absl::StatusOr<FileVersion> StatFileVersion(const std::string& path);
 
 // An exclusive advisory lock (flock) on `path`, created if missing, held
 // until the object is destroyed, and released by the kernel if the process

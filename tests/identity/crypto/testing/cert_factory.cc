@@ -108,7 +108,9 @@ absl::Status AddConfExtension(X509* x, X509V3_CTX* v3, int nid,
 }
 
 absl::Status AddSans(X509* x, const CertSpec& spec) {
-  if (spec.uri_sans.empty() && spec.dns_sans.empty()) return absl::OkStatus();
+  if (spec.uri_sans.empty() && spec.dns_sans.empty() && spec.ip_sans.empty()) {
+    return absl::OkStatus();
+  }
   GeneralNamesPtr names(sk_GENERAL_NAME_new_null());
   if (names == nullptr) return SslError("sk_GENERAL_NAME_new_null");
   auto add = [&](int type, const std::string& value) -> absl::Status {
@@ -133,6 +135,17 @@ absl::Status AddSans(X509* x, const CertSpec& spec) {
   }
   for (const std::string& dns : spec.dns_sans) {
     if (absl::Status s = add(GEN_DNS, dns); !s.ok()) return s;
+  }
+  for (const std::string& ip : spec.ip_sans) {
+    GeneralNamePtr name(GENERAL_NAME_new());
+    if (name == nullptr) return SslError("GENERAL_NAME_new");
+    name->type = GEN_IPADD;
+    name->d.ip = a2i_IPADDRESS(ip.c_str());
+    if (name->d.ip == nullptr) return SslError(absl::StrCat("IP SAN ", ip));
+    if (sk_GENERAL_NAME_push(names.get(), name.get()) == 0) {
+      return SslError("sk_GENERAL_NAME_push");
+    }
+    name.release();
   }
   if (X509_add1_ext_i2d(x, NID_subject_alt_name, names.get(), 0,
                         X509V3_ADD_DEFAULT) != 1) {

@@ -99,6 +99,7 @@ struct CertSpec {
   std::vector<std::string> ext_key_usage = {"serverAuth", "clientAuth"};
   std::vector<std::string> uri_sans;
   std::vector<std::string> dns_sans;
+  std::vector<std::string> ip_sans;  // "127.0.0.1", "::1"
   // nameConstraints permitted subtrees (critical). Both empty: absent.
   std::vector<std::string> permitted_uris;  // host or ".domain", RFC 5280
   std::vector<std::string> permitted_dns;
