@@ -145,6 +145,7 @@ absl::Status CaInstance::Serve(std::optional<std::string> config_yaml) {
   ProcessOptions options;
   options.binary = CaBinary();
   options.log_name = absl::StrCat("meshguard-ca.serve", serve_count_);
+  options.env = serve_env_;
   options.args = {"serve",
                   "--data_dir",
                   data_dir_,

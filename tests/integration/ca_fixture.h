@@ -63,6 +63,11 @@ class CaInstance {
   // gRPC port. Each call (after Stop/Kill) uses the same config unless a new
   // one is given, and new ports.
   absl::Status Serve(std::optional<std::string> config_yaml = std::nullopt);
+  // Environment variables for the next Serve() (added to the test's), e.g.
+  // KUBERNETES_SERVICE_HOST as a pod has it.
+  void SetServeEnv(std::map<std::string, std::string> env) {
+    serve_env_ = std::move(env);
+  }
   ExitStatus Stop();
   ExitStatus Kill();
   Process* process() { return process_.get(); }
@@ -111,6 +116,7 @@ class CaInstance {
   int serve_count_ = 0;
   int grpc_port_ = 0;
   int http_port_ = 0;
+  std::map<std::string, std::string> serve_env_;
   std::unique_ptr<Process> process_;
   // stdout of earlier runs (before a restart), for LogLines.
   std::string earlier_stdout_;
