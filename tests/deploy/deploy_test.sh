@@ -76,6 +76,11 @@ case "${1:-}" in
       "ca.token_file: /etc/meshguard/config/token" \
       'ConfigMap policy has no key "policy.yml"' \
       "meshguard-init exempts uid 1337"
+    expect_failure "$t/bad_ca_token_review.yaml" validate \
+      "kubernetes.token_review.cache_ttl: want a duration" \
+      "kubernetes.token_review.token_file /var/run/secrets/kubernetes.io/serviceaccount/token has audience meshguard-ca" \
+      "kubernetes.token_review.ca_file: /etc/kubernetes/ca.crt is not under any volumeMount" \
+      "meshguard-system/meshguard-ca may not create tokenreviews"
     expect_failure "$t/bad.Dockerfile" lint \
       "FROM debian: no tag" "FROM debian:latest: latest is not a pin" \
       "ADD of a URL" "apt lists not removed" "USER 0: the final stage runs as root" \

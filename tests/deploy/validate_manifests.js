@@ -274,6 +274,12 @@ class Index {
   }
 }
 
+// The cluster's CA certificate, which Kubernetes publishes as this ConfigMap
+// (key ca.crt) in every namespace.
+const CLUSTER_CA_CONFIGMAP = "kube-root-ca.crt";
+// Where automountServiceAccountToken puts a pod's token and the cluster CA.
+const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
+
 // What a file path inside container c refers to: {volume, key, source}.
 function resolvePath(index, ns, spec, c, file) {
   const mounts = (c.volumeMounts || [])
@@ -297,6 +303,20 @@ function resolvePath(index, ns, spec, c, file) {
   if (vol.projected) {
     for (const s of vol.projected.sources || []) {
       if (s.serviceAccountToken && s.serviceAccountToken.path === rel) return { volume: vol, token: s.serviceAccountToken };
+      if (s.configMap) {
+        const item = (s.configMap.items || []).find((i) => i.path === rel);
+        if (s.configMap.items && !item) continue;
+        const key = item ? item.key : rel;
+        if (s.configMap.name === CLUSTER_CA_CONFIGMAP) {
+          // Published by Kubernetes in every namespace; never in the repository.
+          if (key === "ca.crt") return { volume: vol, clusterCa: true };
+          return { error: `${file}: ConfigMap ${CLUSTER_CA_CONFIGMAP} has only the key "ca.crt" (not "${key}")` };
+        }
+        const d = index.find("ConfigMap", ns, s.configMap.name);
+        if (!d) return { error: `${file}: ConfigMap ${ns}/${s.configMap.name} is in neither the kustomization nor bootstrap/` };
+        if (Object.keys({ ...(d.obj.data || {}), ...(d.obj.binaryData || {}) }).includes(key)) return { volume: vol, key, doc: d };
+        if (item) return { error: `${file}: ConfigMap ${s.configMap.name} has no key "${key}"` };
+      }
     }
     return { error: `${file}: projected volume ${vol.name} has no source at "${rel}"` };
   }
@@ -481,6 +501,8 @@ function checkCaPod(index, messages, w, ns, spec) {
     const r = resolvePath(index, ns, spec, c, jwks);
     if (r.error) fail(w, `CA config kubernetes.jwks_file: ${r.error}`);
   }
+  const review = (cfg.kubernetes || {}).token_review;
+  if (review && review.enabled === true) checkTokenReview(index, w, ns, spec, c, review);
   const aud = (cfg.kubernetes || {}).audience;
   if (aud !== undefined && aud !== "meshguard-ca") fail(w, `CA config: kubernetes.audience ${aud} differs from the sidecars' token audience meshguard-ca`);
   for (const [field, file] of [["data_dir", cfg.data_dir], ["storage.dsn", (cfg.storage || {}).dsn]]) {
@@ -498,6 +520,30 @@ function checkCaPod(index, messages, w, ns, spec) {
     if (!p || !p.httpGet) fail(w, `CA container: ${probe} missing`);
     else if (portNumber(c, p.httpGet.port) !== http.port || http.host.startsWith("127.")) fail(w, `CA container: ${probe} port is not admin_http_listen ${cfg.admin_http_listen}`);
   }
+}
+
+// kubernetes.token_review: the CA's own token (for the API server's
+// audience) and the cluster's CA mounted where the config says, and its
+// service account allowed to create tokenreviews.
+function checkTokenReview(index, w, ns, spec, c, review) {
+  const tokenFile = review.token_file || `${SERVICE_ACCOUNT_DIR}/token`;
+  const t = resolvePath(index, ns, spec, c, tokenFile);
+  if (t.error) fail(w, `CA config kubernetes.token_review.token_file: ${t.error}`);
+  else if (!t.token) fail(w, `CA config: kubernetes.token_review.token_file ${tokenFile} is not a projected serviceAccountToken`);
+  else if (t.token.audience) fail(w, `CA config: kubernetes.token_review.token_file ${tokenFile} has audience ${t.token.audience}; the API server takes only its own (leave audience unset)`);
+  const caFile = review.ca_file || `${SERVICE_ACCOUNT_DIR}/ca.crt`;
+  const a = resolvePath(index, ns, spec, c, caFile);
+  if (a.error) fail(w, `CA config kubernetes.token_review.ca_file: ${a.error}`);
+  const sa = spec.serviceAccountName || "default";
+  const bound = index.docs.some(
+    (d) =>
+      d.obj &&
+      d.obj.kind === "ClusterRoleBinding" &&
+      (d.obj.roleRef || {}).kind === "ClusterRole" &&
+      (d.obj.roleRef || {}).name === "system:auth-delegator" &&
+      (d.obj.subjects || []).some((s) => s.kind === "ServiceAccount" && s.name === sa && s.namespace === ns),
+  );
+  if (!bound) fail(w, `the CA's service account ${ns}/${sa} may not create tokenreviews (kubernetes.token_review is enabled): bind it to the ClusterRole system:auth-delegator with a ClusterRoleBinding`);
 }
 
 function checkService(index, w, doc) {
