@@ -37,11 +37,12 @@ std::string YamlDuration(absl::Duration d) {
 
 // kubernetes.token_review: what can be checked without the environment or
 // the files (TokenReviewer::Create checks those at start).
-absl::Status ValidateTokenReview(const CaConfig& config) {
+absl::Status ValidateTokenReview(const CaConfig& config,
+                                 const util::ConfigOrigins& origins) {
   const auto& review = config.kubernetes().token_review();
-  auto field = [](absl::string_view name, absl::string_view why) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("field kubernetes.token_review.", name, ": ", why));
+  auto field = [&origins](absl::string_view name, absl::string_view why) {
+    return origins.FieldError(absl::StrCat("kubernetes.token_review.", name),
+                              why);
   };
   auto to_absl = [](const google::protobuf::Duration& d) {
     return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
@@ -287,7 +288,7 @@ absl::Status ValidateCaConfig(const CaConfig& config,
       return origins.FieldError("admin_ids", parsed.status().message());
     }
   }
-  return ValidateTokenReview(config);
+  return ValidateTokenReview(config, origins);
 }
 
 std::string SigningCertificateTrustDomain(const CaConfig& config) {

@@ -20,8 +20,9 @@ absl::Duration ToAbsl(const google::protobuf::Duration& d) {
 }
 
 absl::Status InField(absl::string_view field, const absl::Status& s) {
-  return absl::Status(s.code(), absl::StrCat("field kubernetes.token_review.",
-                                             field, ": ", s.message()));
+  return absl::Status(
+      s.code(), absl::StrCat("config field kubernetes.token_review.", field,
+                             ": ", s.message()));
 }
 
 absl::StatusOr<std::string> ReadCredential(const std::string& path) {
