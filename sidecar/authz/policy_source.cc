@@ -1,7 +1,5 @@
 #include "sidecar/authz/policy_source.h"
 
-#include <sys/stat.h>
-
 #include <cstdio>
 #include <utility>
 
@@ -106,8 +104,11 @@ absl::StatusOr<std::unique_ptr<PolicyWatcher>> PolicyWatcher::Create(
   {
     absl::MutexLock lock(&w->poll_mu_);
     // Stat before reading: if the file changes in between, the next poll
-    // sees a new identity and loads it again.
-    w->last_identity_ = Stat(path);
+    // sees a new version and loads it again.
+    if (absl::StatusOr<util::FileVersion> version = util::StatFileVersion(path);
+        version.ok()) {
+      w->last_version_ = *version;
+    }
     absl::StatusOr<LoadedPolicy> loaded = ReadAndCompile(path);
     if (!loaded.ok()) {
       return absl::Status(loaded.status().code(),
@@ -143,21 +144,6 @@ ReloadStats PolicyWatcher::reload_stats() const {
   return stats_;
 }
 
-PolicyWatcher::FileIdentity PolicyWatcher::Stat(const std::string& path) {
-  FileIdentity id;
-  struct stat st;
-  // stat, not lstat: a Kubernetes ConfigMap swaps a symlink to a new
-  // directory, which shows up as a new inode of the target.
-  if (stat(path.c_str(), &st) != 0) return id;
-  id.exists = true;
-  id.dev = st.st_dev;
-  id.ino = st.st_ino;
-  id.size = st.st_size;
-  id.mtime_ns =
-      static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-  return id;
-}
-
 void PolicyWatcher::Publish(std::shared_ptr<const CompiledPolicy> policy,
                             std::string content_hash) {
   absl::MutexLock lock(&snapshot_mu_);
@@ -183,20 +169,23 @@ absl::Status PolicyWatcher::Poll() {
   {
     absl::MutexLock lock(&poll_mu_);
     const std::string& path = options_.path;
-    FileIdentity now = Stat(path);
-    if (!now.exists) {
+    // stat, not lstat: a Kubernetes ConfigMap swaps a symlink to a new
+    // directory, which shows up as a new inode of the target.
+    absl::StatusOr<util::FileVersion> now = util::StatFileVersion(path);
+    if (!now.ok()) {
       if (missing_reported_) return absl::OkStatus();
       missing_reported_ = true;
-      last_identity_ = now;
+      last_version_.reset();
       result = absl::NotFoundError(
           absl::StrCat("policy file ", path,
                        " is missing; keeping the policy in force (version ",
                        Current()->version, ")"));
     } else {
       missing_reported_ = false;
-      bool racy = absl::FromUnixNanos(now.mtime_ns) > absl::Now() - kRacyWindow;
-      if (now == last_identity_ && !racy) return absl::OkStatus();
-      last_identity_ = now;
+      bool racy =
+          absl::FromUnixNanos(now->mtime_ns) > absl::Now() - kRacyWindow;
+      if (last_version_ == *now && !racy) return absl::OkStatus();
+      last_version_ = *now;
       absl::StatusOr<std::string> contents =
           util::ReadFile(path, util::kMaxYamlConfigBytes);
       if (!contents.ok()) {
@@ -205,7 +194,7 @@ absl::Status PolicyWatcher::Poll() {
         std::string marker = absl::StrCat("read error: ", result.ToString());
         if (marker == last_tried_hash_) return absl::OkStatus();
         last_tried_hash_ = std::move(marker);
-        last_identity_ = FileIdentity();
+        last_version_.reset();
       } else {
         std::string hash = ContentHash(*contents);
         if (hash == last_tried_hash_) return absl::OkStatus();

@@ -11,11 +11,10 @@
 #ifndef MESHGUARD_SIDECAR_AUTHZ_POLICY_SOURCE_H_
 #define MESHGUARD_SIDECAR_AUTHZ_POLICY_SOURCE_H_
 
-#include <sys/types.h>
-
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -25,6 +24,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "identity/util/file_util.h"
 #include "sidecar/authz/policy.h"
 
 namespace meshguard::sidecar::authz {
@@ -112,21 +112,7 @@ class PolicyWatcher final {
   ReloadStats reload_stats() const ABSL_LOCKS_EXCLUDED(stats_mu_);
 
  private:
-  // What stat() says about the file; a difference means "look again".
-  struct FileIdentity {
-    bool exists = false;
-    dev_t dev = 0;
-    ino_t ino = 0;
-    off_t size = 0;
-    int64_t mtime_ns = 0;
-    bool operator==(const FileIdentity& o) const {
-      return exists == o.exists && dev == o.dev && ino == o.ino &&
-             size == o.size && mtime_ns == o.mtime_ns;
-    }
-  };
-
   explicit PolicyWatcher(Options options);
-  static FileIdentity Stat(const std::string& path);
   void Publish(std::shared_ptr<const CompiledPolicy> policy,
                std::string content_hash) ABSL_LOCKS_EXCLUDED(snapshot_mu_);
   void RecordResult(const absl::Status& status) ABSL_LOCKS_EXCLUDED(stats_mu_);
@@ -139,7 +125,9 @@ class PolicyWatcher final {
 
   // Serializes Poll(); guards what the poller remembers about the file.
   absl::Mutex poll_mu_ ABSL_ACQUIRED_BEFORE(snapshot_mu_, stats_mu_);
-  FileIdentity last_identity_ ABSL_GUARDED_BY(poll_mu_);
+  // What stat() said about the file at the last poll (a difference means
+  // "look again"); nullopt while it is missing or must be read again.
+  std::optional<util::FileVersion> last_version_ ABSL_GUARDED_BY(poll_mu_);
   // Hash of the last contents tried (in force or refused), so an unchanged
   // broken file is not retried and counted on every poll.
   std::string last_tried_hash_ ABSL_GUARDED_BY(poll_mu_);

@@ -176,7 +176,9 @@ refused() {
   if [ ${#why[@]} = 0 ]; then
     pass "$name"
   else
-    fail "$name" "$(IFS=';'; echo "${why[*]}") -- s_client: $(grep -a -m2 -e ':error:' -e '^New,' "$out" | tr '\n' ' ')"
+    fail "$name" "$(IFS=';'; echo "${why[*]}") -- s_client (exit $CALL_RC): $(grep -a -m2 -e ':error:' -e '^New,' "$out" | tr '\n' ' ')"
+    # The whole exchange, for a failure that shows no alert at all.
+    grep -av -e '^ *[0-9a-f]\{4\} - ' -e '^-----' -e '^[A-Za-z0-9+/=]\{64\}$' "$out" | tail -25 | sed 's/^/    | /'
   fi
 }
 
