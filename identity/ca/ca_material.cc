@@ -190,6 +190,9 @@ void ApplyCaDefaults(CaConfig* config) {
   if (config->max_bundle_watchers() == 0) {
     config->set_max_bundle_watchers(10000);
   }
+  if (config->max_bundle_watchers_per_address() == 0) {
+    config->set_max_bundle_watchers_per_address(256);
+  }
   if (config->storage().kind().empty()) {
     config->mutable_storage()->set_kind("sqlite");
   }

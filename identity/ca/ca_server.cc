@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <deque>
+#include <functional>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -369,6 +370,27 @@ class CaState final {
   }
   void ChargeFailure(const std::string& key) { failure_limiter_.Allow(key); }
 
+  // A place for one more WatchTrustBundle stream from `host` (PeerHost),
+  // or false at max_bundle_watchers_per_address. Each true is matched by
+  // one ReleaseWatchSlot.
+  bool TakeWatchSlot(const std::string& host) {
+    absl::MutexLock lock(&watch_mu_);
+    int& open = watchers_by_host_[host];
+    if (open >= static_cast<int>(config_.max_bundle_watchers_per_address())) {
+      if (open == 0) watchers_by_host_.erase(host);
+      return false;
+    }
+    ++open;
+    return true;
+  }
+  void ReleaseWatchSlot(const std::string& host) {
+    absl::MutexLock lock(&watch_mu_);
+    auto it = watchers_by_host_.find(host);
+    if (it != watchers_by_host_.end() && --it->second <= 0) {
+      watchers_by_host_.erase(it);
+    }
+  }
+
   bool IsAdmin(const std::string& spiffe_id) const {
     for (const std::string& admin : config_.admin_ids()) {
       if (admin == spiffe_id) return true;
@@ -386,6 +408,9 @@ class CaState final {
   std::vector<std::string> issuer_chain_pems_;
   std::unique_ptr<IssuanceStore> store_;
   std::unique_ptr<JwtAuthenticator> jwt_;
+  absl::Mutex watch_mu_;
+  absl::flat_hash_map<std::string, int> watchers_by_host_
+      ABSL_GUARDED_BY(watch_mu_);
   std::unique_ptr<TokenReviewer> token_reviewer_;
   const crypto::SpiffeId serving_identity_;
   BundlePublisher publisher_;
@@ -503,7 +528,8 @@ class CertificateAuthorityImpl final
       const v1::WatchTrustBundleRequest* request) override {
     // The bundle is public (roots and a CRL), so a watch needs no
     // credential; what bounds its cost is this cap (approximate: checked
-    // before subscribing).
+    // before subscribing), and one per address, so that one client cannot
+    // take all of its places.
     if (state_->publisher().watcher_count() >=
         state_->config().max_bundle_watchers()) {
       return new RefusedWatch(grpc::Status(
@@ -512,7 +538,19 @@ class CertificateAuthorityImpl final
                        state_->config().max_bundle_watchers(),
                        "); retry later")));
     }
-    return new BundleWatcher(&state_->publisher());
+    std::string host = PeerHost(context->peer());
+    if (!state_->TakeWatchSlot(host)) {
+      return new RefusedWatch(grpc::Status(
+          grpc::StatusCode::RESOURCE_EXHAUSTED,
+          absl::StrCat("too many trust bundle watchers from ", host,
+                       " (max_bundle_watchers_per_address ",
+                       state_->config().max_bundle_watchers_per_address(),
+                       "); retry later")));
+    }
+    return new BundleWatcher(&state_->publisher(),
+                             [state = state_, host = std::move(host)] {
+                               state->ReleaseWatchSlot(host);
+                             });
   }
 
  private:
@@ -528,7 +566,9 @@ class CertificateAuthorityImpl final
 
   class BundleWatcher final : public grpc::ServerWriteReactor<v1::TrustBundle> {
    public:
-    explicit BundleWatcher(BundlePublisher* publisher) : publisher_(publisher) {
+    // `on_done` runs once the stream is over.
+    BundleWatcher(BundlePublisher* publisher, std::function<void()> on_done)
+        : publisher_(publisher), on_done_(std::move(on_done)) {
       handle_ = publisher_->Subscribe(
           [this](const v1::TrustBundle& bundle) { Offer(bundle); });
       Offer(publisher_->Current());
@@ -551,6 +591,7 @@ class CertificateAuthorityImpl final
 
     void OnDone() override {
       publisher_->Unsubscribe(handle_);
+      on_done_();
       delete this;
     }
 
@@ -576,6 +617,7 @@ class CertificateAuthorityImpl final
     }
 
     BundlePublisher* const publisher_;
+    const std::function<void()> on_done_;
     uint64_t handle_ = 0;
     absl::Mutex mu_;
     bool writing_ ABSL_GUARDED_BY(mu_) = false;

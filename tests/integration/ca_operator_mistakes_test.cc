@@ -437,6 +437,59 @@ TEST(CaWatchLimitTest, WatchersBeyondTheCapAreRefusedUntilOneCloses) {
   b.reader->Finish().IgnoreError();
 }
 
+TEST(CaWatchLimitTest, OneAddressCannotTakeEveryWatchPlace) {
+  absl::StatusOr<std::unique_ptr<CaInstance>> ca = CaInstance::Init("wpa");
+  ASSERT_TRUE(ca.ok()) << ca.status();
+  // Room for 10 watchers in all, 2 of them from one address: the third
+  // from 127.0.0.1 is refused although the CA has room.
+  ASSERT_TRUE(
+      (*ca)
+          ->Serve(
+              "max_bundle_watchers: 10\nmax_bundle_watchers_per_address: 2\n")
+          .ok());
+  auto stub = (*ca)->RawStub();
+  struct Watch {
+    grpc::ClientContext context;
+    std::unique_ptr<grpc::ClientReader<ca::v1::TrustBundle>> reader;
+  };
+  auto open = [&](Watch* w) {
+    w->context.set_deadline(std::chrono::system_clock::now() +
+                            std::chrono::seconds(30));
+    w->reader =
+        stub->WatchTrustBundle(&w->context, ca::v1::WatchTrustBundleRequest());
+    ca::v1::TrustBundle first;
+    return w->reader->Read(&first);
+  };
+  Watch a, b, c;
+  ASSERT_TRUE(open(&a));
+  ASSERT_TRUE(open(&b));
+  EXPECT_FALSE(open(&c)) << "a third watch from one address got a bundle";
+  grpc::Status refused = c.reader->Finish();
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(
+      refused.error_message(),
+      HasSubstr("from ipv4:127.0.0.1 (max_bundle_watchers_per_address 2)"));
+
+  // A closed watch gives its address its place back.
+  a.context.TryCancel();
+  a.reader->Finish().IgnoreError();
+  bool reopened = false;
+  for (int i = 0; i < 50 && !reopened; ++i) {
+    Watch d;
+    reopened = open(&d);
+    if (reopened) {
+      d.context.TryCancel();
+      d.reader->Finish().IgnoreError();
+    } else {
+      d.reader->Finish().IgnoreError();
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+  }
+  EXPECT_TRUE(reopened) << "a closed watch did not free its address's place";
+  b.context.TryCancel();
+  b.reader->Finish().IgnoreError();
+}
+
 TEST(CaInitTest, BadLifetimeLeavesNoDirectoryAndClampingIsShown) {
   absl::StatusOr<std::string> work =
       meshguard::testing::MakeShortTempDir("mg-init");
