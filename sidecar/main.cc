@@ -10,7 +10,6 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "identity/util/config_origins.h"
 #include "identity/util/flag_names.h"
@@ -71,9 +70,8 @@ int Fail(const std::string& message) {
 // "--inbound-listen", as the usage and the operator write it.
 template <typename T>
 std::string FlagName(const absl::Flag<T>& flag) {
-  return absl::StrCat(
-      "--", absl::StrReplaceAll(absl::GetFlagReflectionHandle(flag).Name(),
-                                {{"_", "-"}}));
+  return meshguard::util::DashedFlag(
+      absl::GetFlagReflectionHandle(flag).Name());
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include "identity/crypto/spiffe_id.h"
 #include "identity/crypto/verifier.h"
 #include "identity/util/file_util.h"
+#include "identity/util/proto_duration.h"
 
 namespace meshguard::ca {
 namespace {
@@ -22,9 +23,8 @@ using ::google::protobuf::util::TimeUtil;
 using ::meshguard::config::v1::CaConfig;
 using ::meshguard::util::JoinPath;
 
-google::protobuf::Duration ToProtoDuration(absl::Duration value) {
-  return TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(value));
-}
+using ::meshguard::util::ToAbsl;
+using ::meshguard::util::ToProtoDuration;
 
 void DefaultDuration(google::protobuf::Duration* d, absl::Duration value) {
   if (d->seconds() == 0 && d->nanos() == 0) *d = ToProtoDuration(value);
@@ -44,17 +44,14 @@ absl::Status ValidateTokenReview(const CaConfig& config,
     return origins.FieldError(absl::StrCat("kubernetes.token_review.", name),
                               why);
   };
-  auto to_absl = [](const google::protobuf::Duration& d) {
-    return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-  };
-  const absl::Duration timeout = to_absl(review.timeout());
+  const absl::Duration timeout = ToAbsl(review.timeout());
   if (timeout < kMinTokenReviewTimeout || timeout > kMaxTokenReviewTimeout) {
     return field("timeout",
                  absl::StrCat(YamlDuration(timeout), " is outside [",
                               YamlDuration(kMinTokenReviewTimeout), ", ",
                               YamlDuration(kMaxTokenReviewTimeout), "]"));
   }
-  const absl::Duration cache_ttl = to_absl(review.cache_ttl());
+  const absl::Duration cache_ttl = ToAbsl(review.cache_ttl());
   if (cache_ttl < absl::ZeroDuration() || cache_ttl > kMaxTokenReviewCacheTtl) {
     return field("cache_ttl",
                  absl::StrCat(YamlDuration(cache_ttl), " is outside [0s, ",
@@ -251,13 +248,10 @@ absl::Status ValidateCaConfig(const CaConfig& config,
   if (config.data_dir().empty()) {
     return origins.Missing("data_dir", "--data-dir", "");
   }
-  auto to_absl = [](const google::protobuf::Duration& d) {
-    return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-  };
-  if (to_absl(config.default_ttl()) <= absl::ZeroDuration()) {
+  if (ToAbsl(config.default_ttl()) <= absl::ZeroDuration()) {
     return origins.FieldError("default_ttl", "must be positive");
   }
-  if (to_absl(config.max_ttl()) < to_absl(config.default_ttl())) {
+  if (ToAbsl(config.max_ttl()) < ToAbsl(config.default_ttl())) {
     // Blame the one that was set: a file that sets only default_ttl above
     // the default max_ttl has its mistake in default_ttl.
     if (origins.Where("max_ttl").empty() &&
@@ -265,11 +259,11 @@ absl::Status ValidateCaConfig(const CaConfig& config,
       return origins.FieldError(
           "default_ttl",
           absl::StrCat("must not exceed max_ttl (",
-                       absl::FormatDuration(to_absl(config.max_ttl())), ")"));
+                       absl::FormatDuration(ToAbsl(config.max_ttl())), ")"));
     }
     return origins.FieldError("max_ttl", "must be at least default_ttl");
   }
-  if (to_absl(config.serving_certificate_ttl()) < absl::Seconds(10)) {
+  if (ToAbsl(config.serving_certificate_ttl()) < absl::Seconds(10)) {
     return origins.FieldError(
         "serving_certificate_ttl",
         "must be at least 10s (it is renewed at half of it, and servers "

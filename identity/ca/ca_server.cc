@@ -42,6 +42,7 @@
 #include "identity/util/file_util.h"
 #include "identity/util/json_log.h"
 #include "identity/util/metrics.h"
+#include "identity/util/proto_duration.h"
 #include "identity/util/rate_limiter.h"
 #include "proto/ca.grpc.pb.h"
 
@@ -62,9 +63,8 @@ constexpr char kServingNamespace[] = "meshguard-system";
 constexpr char kServingServiceAccount[] = "meshguard-ca";
 constexpr char kServingKeyFile[] = "key.pem";
 constexpr char kServingCertFile[] = "cert.pem";
-absl::Duration ToAbsl(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
+
+using ::meshguard::util::ToAbsl;
 
 google::protobuf::Timestamp ToProto(absl::Time t) {
   return TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(t));
@@ -101,6 +101,9 @@ struct Caller {
   std::string auth_method;  // k8s_token | join_token | renewal | admin_socket
   std::string join_token_hash;      // join_token: consumed just before signing
   std::string renewed_from_serial;  // renewal: the client certificate's serial
+  // A refusal that says nothing about the caller (its token could not be
+  // reviewed): not charged to its address's failed-auth throttle.
+  bool not_callers_fault = false;
 };
 
 // "ipv4:127.0.0.1:5000" -> "ipv4:127.0.0.1": the peer without its port.
@@ -375,12 +378,12 @@ class CaState final {
   // one ReleaseWatchSlot.
   bool TakeWatchSlot(const std::string& host) {
     absl::MutexLock lock(&watch_mu_);
-    int& open = watchers_by_host_[host];
+    auto it = watchers_by_host_.find(host);
+    const int open = it == watchers_by_host_.end() ? 0 : it->second;
     if (open >= static_cast<int>(config_.max_bundle_watchers_per_address())) {
-      if (open == 0) watchers_by_host_.erase(host);
       return false;
     }
-    ++open;
+    watchers_by_host_[host] = open + 1;
     return true;
   }
   void ReleaseWatchSlot(const std::string& host) {
@@ -755,6 +758,7 @@ class CertificateAuthorityImpl final
                     std::string(status.message()), detail);
     }
     state_->CountTokenReview("failed");
+    caller->not_callers_fault = true;
     return Refuse(state_, caller->auth_method, "token_review_failed", requester,
                   grpc::StatusCode::UNAVAILABLE, std::string(status.message()),
                   detail);
@@ -786,9 +790,7 @@ class CertificateAuthorityImpl final
     Caller caller;
     if (grpc::Status s = Authenticate(context, request, requester, &caller);
         !s.ok()) {
-      // UNAVAILABLE: the token could not be reviewed (see Review), which
-      // says nothing about the caller.
-      if (brings_token && s.error_code() != grpc::StatusCode::UNAVAILABLE) {
+      if (brings_token && !caller.not_callers_fault) {
         state_->ChargeFailure(peer_key);
       }
       return s;

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "identity/crypto/random.h"
 #include "identity/util/json_log.h"
+#include "identity/util/proto_duration.h"
 
 namespace meshguard::ca {
 namespace {
@@ -15,9 +16,7 @@ namespace {
 // A projected token is about 1 KiB.
 constexpr size_t kMaxCredentialBytes = 64 * 1024;
 
-absl::Duration ToAbsl(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
+using ::meshguard::util::ToAbsl;
 
 absl::Status InField(absl::string_view field, const absl::Status& s) {
   return absl::Status(

@@ -44,6 +44,10 @@ std::vector<std::string> ParseCommandLine(int argc, char** argv) {
   return std::vector<std::string>(positional.begin(), positional.end());
 }
 
+std::string DashedFlag(absl::string_view name) {
+  return absl::StrCat("--", absl::StrReplaceAll(name, {{"_", "-"}}));
+}
+
 namespace {
 
 bool IsHelpFlag(absl::string_view arg) {
@@ -96,12 +100,12 @@ std::optional<std::vector<std::string>> HelpRequest(int argc, char** argv) {
 }
 
 std::string FlagHelp(absl::string_view name) {
-  const std::string dashed = absl::StrReplaceAll(name, {{"_", "-"}});
+  const std::string dashed = DashedFlag(name);
   const absl::CommandLineFlag* flag =
       absl::FindCommandLineFlag(absl::StrReplaceAll(name, {{"-", "_"}}));
-  if (flag == nullptr) return absl::StrCat("  --", dashed, "\n");
+  if (flag == nullptr) return absl::StrCat("  ", dashed, "\n");
   const std::string def = flag->DefaultValue();
-  return absl::StrCat("  --", dashed,
+  return absl::StrCat("  ", dashed,
                       def.empty() ? "" : absl::StrCat(" (default: ", def, ")"),
                       "\n      ", flag->Help(), "\n");
 }
@@ -173,9 +177,8 @@ std::string MisplacedFlag(int argc, char** argv, absl::string_view command,
     if (it == command_flags.end() || it->second.count(std::string(command))) {
       continue;
     }
-    return absl::StrCat("--", absl::StrReplaceAll(it->first, {{"_", "-"}}),
-                        " does not apply to ", command, " (it is for ",
-                        absl::StrJoin(it->second, ", "), ")");
+    return absl::StrCat(DashedFlag(it->first), " does not apply to ", command,
+                        " (it is for ", absl::StrJoin(it->second, ", "), ")");
   }
   return "";
 }

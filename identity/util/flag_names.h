@@ -25,6 +25,10 @@ std::vector<char*> NormalizeFlagNames(int argc, char** argv,
 // unknown or malformed flag): the positional arguments, argv[0] first.
 std::vector<std::string> ParseCommandLine(int argc, char** argv);
 
+// "--data-dir" for absl's flag name "data_dir": as the usage and the
+// operator write it.
+std::string DashedFlag(absl::string_view name);
+
 // What argv asks help for: nullopt if it does not ask (no --help, -help,
 // -h or --helpfull before a bare "--", and "help" is not the first word);
 // else the words naming a command, e.g. {"cert", "request"} for

@@ -79,13 +79,10 @@ void ApplySidecarDefaults(SidecarConfig* config) {
 
 absl::Status ValidateSidecarConfig(const SidecarConfig& config,
                                    const util::ConfigOrigins& origins) {
-  auto field_error = [&](absl::string_view field, absl::string_view problem) {
-    return origins.FieldError(field, problem);
-  };
   if (absl::Status s =
           crypto::SpiffeId::ValidateTrustDomain(config.trust_domain());
       !s.ok()) {
-    return field_error("trust_domain", s.message());
+    return origins.FieldError("trust_domain", s.message());
   }
   if (config.ca().ca_bundle_file().empty()) {
     return origins.Missing("ca.ca_bundle_file", "--ca-bundle",
@@ -98,7 +95,7 @@ absl::Status ValidateSidecarConfig(const SidecarConfig& config,
   }
   if (!config.ca().token_file().empty() && !config.ca().join_token().empty()) {
     const std::string other = origins.Where("ca.token_file");
-    return field_error(
+    return origins.FieldError(
         "ca.join_token",
         absl::StrCat("only one bootstrap credential may be given; "
                      "ca.token_file is set too",
@@ -123,16 +120,17 @@ absl::Status ValidateSidecarConfig(const SidecarConfig& config,
       !s.ok()) {
     return s;
   }
-  if (config.workers() > 256) return field_error("workers", "at most 256");
+  if (config.workers() > 256)
+    return origins.FieldError("workers", "at most 256");
   absl::flat_hash_set<std::string> authorities;
   for (int i = 0; i < config.routes_size(); ++i) {
     const auto& route = config.routes(i);
     std::string field = absl::StrCat("routes[", i, "]");
     if (route.authority().empty()) {
-      return field_error(absl::StrCat(field, ".authority"), "required");
+      return origins.FieldError(absl::StrCat(field, ".authority"), "required");
     }
     if (!authorities.insert(route.authority()).second) {
-      return field_error(
+      return origins.FieldError(
           absl::StrCat(field, ".authority"),
           absl::StrCat("\"", route.authority(), "\" appears twice"));
     }
@@ -145,25 +143,27 @@ absl::Status ValidateSidecarConfig(const SidecarConfig& config,
       absl::StatusOr<crypto::SpiffeId> id =
           crypto::SpiffeId::Parse(route.spiffe_id());
       if (!id.ok()) {
-        return field_error(absl::StrCat(field, ".spiffe_id"),
-                           id.status().message());
+        return origins.FieldError(absl::StrCat(field, ".spiffe_id"),
+                                  id.status().message());
       }
       // Peers are verified against our own trust domain's bundle: an ID of
       // another one could never be presented, and every call would fail.
       if (!id->MemberOf(config.trust_domain())) {
-        return field_error(absl::StrCat(field, ".spiffe_id"),
-                           absl::StrCat("\"", route.spiffe_id(),
-                                        "\" is not in the trust domain \"",
-                                        config.trust_domain(), "\""));
+        return origins.FieldError(
+            absl::StrCat(field, ".spiffe_id"),
+            absl::StrCat("\"", route.spiffe_id(),
+                         "\" is not in the trust domain \"",
+                         config.trust_domain(), "\""));
       }
     }
   }
   const auto& rotation = config.rotation();
   if (rotation.renew_fraction() <= 0 || rotation.renew_fraction() >= 1) {
-    return field_error("rotation.renew_fraction", "must be in (0, 1)");
+    return origins.FieldError("rotation.renew_fraction", "must be in (0, 1)");
   }
   if (rotation.jitter_fraction() < 0 || rotation.jitter_fraction() >= 0.5) {
-    return field_error("rotation.jitter_fraction", "must be in [0, 0.5)");
+    return origins.FieldError("rotation.jitter_fraction",
+                              "must be in [0, 0.5)");
   }
   // Durations a file may set that a zero would replace with the default:
   // negative is a mistake, not a default.
@@ -173,31 +173,31 @@ absl::Status ValidateSidecarConfig(const SidecarConfig& config,
         {"rotation.initial_backoff", rotation.initial_backoff()},
         {"rotation.max_backoff", rotation.max_backoff()}}) {
     if (ToAbsl(d) < absl::ZeroDuration()) {
-      return field_error(field, "must not be negative");
+      return origins.FieldError(field, "must not be negative");
     }
   }
   if (const absl::Duration ttl = ToAbsl(config.ca().ttl());
       ttl > absl::ZeroDuration() && ttl < absl::Seconds(1)) {
-    return field_error("ca.ttl",
-                       "must be at least 1s (or unset for the CA's default)");
+    return origins.FieldError(
+        "ca.ttl", "must be at least 1s (or unset for the CA's default)");
   }
   if (ToAbsl(rotation.max_backoff()) < ToAbsl(rotation.initial_backoff())) {
     // Blame the one that was set: a file that sets only initial_backoff
     // above the default max_backoff has its mistake in initial_backoff.
     if (origins.Where("rotation.max_backoff").empty() &&
         !origins.Where("rotation.initial_backoff").empty()) {
-      return field_error(
+      return origins.FieldError(
           "rotation.initial_backoff",
           absl::StrCat("must not exceed max_backoff (",
                        absl::FormatDuration(ToAbsl(rotation.max_backoff())),
                        ")"));
     }
-    return field_error("rotation.max_backoff",
-                       "must be at least initial_backoff");
+    return origins.FieldError("rotation.max_backoff",
+                              "must be at least initial_backoff");
   }
   if (config.access_log().sample_rate() < 0 ||
       config.access_log().sample_rate() > 1) {
-    return field_error("access_log.sample_rate", "must be in [0, 1]");
+    return origins.FieldError("access_log.sample_rate", "must be in [0, 1]");
   }
   for (const auto& [field, d] :
        {std::pair<const char*, const google::protobuf::Duration&>{
@@ -205,7 +205,7 @@ absl::Status ValidateSidecarConfig(const SidecarConfig& config,
         {"timeouts.idle", config.timeouts().idle()},
         {"timeouts.drain", config.timeouts().drain()}}) {
     if (ToAbsl(d) <= absl::ZeroDuration()) {
-      return field_error(field, "must be positive");
+      return origins.FieldError(field, "must be positive");
     }
   }
   return absl::OkStatus();

@@ -392,49 +392,56 @@ TEST(CaTrustDomainTest, ServeTakesTheTrustDomainFromTheDataDir) {
   meshguard::testing::RemoveTree(*work);
 }
 
+// One WatchTrustBundle stream of the watch-limit tests.
+struct BundleWatch {
+  grpc::ClientContext context;
+  std::unique_ptr<grpc::ClientReader<ca::v1::TrustBundle>> reader;
+
+  // Opens the stream; true once its first bundle has arrived.
+  bool Open(ca::v1::CertificateAuthority::Stub* stub) {
+    context.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::seconds(30));
+    reader =
+        stub->WatchTrustBundle(&context, ca::v1::WatchTrustBundleRequest());
+    ca::v1::TrustBundle first;
+    return reader->Read(&first);
+  }
+  void Close() {
+    context.TryCancel();
+    reader->Finish().IgnoreError();
+  }
+};
+
+// Whether a new watch opens within 5 s (the CA notices a closed watch
+// asynchronously, so a freed place may take a moment to show).
+bool WatchReopens(ca::v1::CertificateAuthority::Stub* stub) {
+  for (int i = 0; i < 50; ++i) {
+    BundleWatch d;
+    const bool opened = d.Open(stub);
+    d.Close();
+    if (opened) return true;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  return false;
+}
+
 TEST(CaWatchLimitTest, WatchersBeyondTheCapAreRefusedUntilOneCloses) {
   absl::StatusOr<std::unique_ptr<CaInstance>> ca = CaInstance::Init("wcap");
   ASSERT_TRUE(ca.ok()) << ca.status();
   ASSERT_TRUE((*ca)->Serve("max_bundle_watchers: 2\n").ok());
   auto stub = (*ca)->RawStub();
-  struct Watch {
-    grpc::ClientContext context;
-    std::unique_ptr<grpc::ClientReader<ca::v1::TrustBundle>> reader;
-  };
-  auto open = [&](Watch* w) {
-    w->context.set_deadline(std::chrono::system_clock::now() +
-                            std::chrono::seconds(30));
-    w->reader =
-        stub->WatchTrustBundle(&w->context, ca::v1::WatchTrustBundleRequest());
-    ca::v1::TrustBundle first;
-    return w->reader->Read(&first);
-  };
-  Watch a, b, c;
-  ASSERT_TRUE(open(&a));
-  ASSERT_TRUE(open(&b));
-  EXPECT_FALSE(open(&c)) << "a third watch got a bundle";
+  BundleWatch a, b, c;
+  ASSERT_TRUE(a.Open(stub.get()));
+  ASSERT_TRUE(b.Open(stub.get()));
+  EXPECT_FALSE(c.Open(stub.get())) << "a third watch got a bundle";
   grpc::Status refused = c.reader->Finish();
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_THAT(refused.error_message(), HasSubstr("max_bundle_watchers 2"));
 
-  a.context.TryCancel();
-  a.reader->Finish().IgnoreError();
-  // The CA notices the cancel asynchronously: retry for a while.
-  bool reopened = false;
-  for (int i = 0; i < 50 && !reopened; ++i) {
-    Watch d;
-    reopened = open(&d);
-    if (reopened) {
-      d.context.TryCancel();
-      d.reader->Finish().IgnoreError();
-    } else {
-      d.reader->Finish().IgnoreError();
-      absl::SleepFor(absl::Milliseconds(100));
-    }
-  }
-  EXPECT_TRUE(reopened) << "a closed watch did not free its place";
-  b.context.TryCancel();
-  b.reader->Finish().IgnoreError();
+  a.Close();
+  EXPECT_TRUE(WatchReopens(stub.get()))
+      << "a closed watch did not free its place";
+  b.Close();
 }
 
 TEST(CaWatchLimitTest, OneAddressCannotTakeEveryWatchPlace) {
@@ -442,28 +449,16 @@ TEST(CaWatchLimitTest, OneAddressCannotTakeEveryWatchPlace) {
   ASSERT_TRUE(ca.ok()) << ca.status();
   // Room for 10 watchers in all, 2 of them from one address: the third
   // from 127.0.0.1 is refused although the CA has room.
-  ASSERT_TRUE(
-      (*ca)
-          ->Serve(
-              "max_bundle_watchers: 10\nmax_bundle_watchers_per_address: 2\n")
-          .ok());
+  ASSERT_TRUE((*ca)
+                  ->Serve("max_bundle_watchers: 10\n"
+                          "max_bundle_watchers_per_address: 2\n")
+                  .ok());
   auto stub = (*ca)->RawStub();
-  struct Watch {
-    grpc::ClientContext context;
-    std::unique_ptr<grpc::ClientReader<ca::v1::TrustBundle>> reader;
-  };
-  auto open = [&](Watch* w) {
-    w->context.set_deadline(std::chrono::system_clock::now() +
-                            std::chrono::seconds(30));
-    w->reader =
-        stub->WatchTrustBundle(&w->context, ca::v1::WatchTrustBundleRequest());
-    ca::v1::TrustBundle first;
-    return w->reader->Read(&first);
-  };
-  Watch a, b, c;
-  ASSERT_TRUE(open(&a));
-  ASSERT_TRUE(open(&b));
-  EXPECT_FALSE(open(&c)) << "a third watch from one address got a bundle";
+  BundleWatch a, b, c;
+  ASSERT_TRUE(a.Open(stub.get()));
+  ASSERT_TRUE(b.Open(stub.get()));
+  EXPECT_FALSE(c.Open(stub.get()))
+      << "a third watch from one address got a bundle";
   grpc::Status refused = c.reader->Finish();
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_THAT(
@@ -471,23 +466,10 @@ TEST(CaWatchLimitTest, OneAddressCannotTakeEveryWatchPlace) {
       HasSubstr("from ipv4:127.0.0.1 (max_bundle_watchers_per_address 2)"));
 
   // A closed watch gives its address its place back.
-  a.context.TryCancel();
-  a.reader->Finish().IgnoreError();
-  bool reopened = false;
-  for (int i = 0; i < 50 && !reopened; ++i) {
-    Watch d;
-    reopened = open(&d);
-    if (reopened) {
-      d.context.TryCancel();
-      d.reader->Finish().IgnoreError();
-    } else {
-      d.reader->Finish().IgnoreError();
-      absl::SleepFor(absl::Milliseconds(100));
-    }
-  }
-  EXPECT_TRUE(reopened) << "a closed watch did not free its address's place";
-  b.context.TryCancel();
-  b.reader->Finish().IgnoreError();
+  a.Close();
+  EXPECT_TRUE(WatchReopens(stub.get()))
+      << "a closed watch did not free its address's place";
+  b.Close();
 }
 
 TEST(CaInitTest, BadLifetimeLeavesNoDirectoryAndClampingIsShown) {
