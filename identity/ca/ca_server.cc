@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <deque>
 #include <functional>
+#include <optional>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -104,6 +105,13 @@ struct Caller {
   // A refusal that says nothing about the caller (its token could not be
   // reviewed): not charged to its address's failed-auth throttle.
   bool not_callers_fault = false;
+  // k8s_token with kubernetes.token_review on: the token passed the offline
+  // checks; the caller is authenticated once the API server agrees.
+  struct PendingReview {
+    std::string token;
+    KubernetesIdentity identity;
+  };
+  std::optional<PendingReview> review;
 };
 
 // "ipv4:127.0.0.1:5000" -> "ipv4:127.0.0.1": the peer without its port.
@@ -161,7 +169,8 @@ class CaState final {
         "Kubernetes TokenReviews of bootstrap tokens, by result: "
         "authenticated, refused (not authenticated, other identity or "
         "audience), failed (no usable answer), cached (a recent positive "
-        "review reused).",
+        "review reused), joined (shared a review in flight for the same "
+        "token).",
         {"result"});
     token_review_latency_ = metrics_.AddHistogram(
         "meshguard_ca_token_review_duration_seconds",
@@ -208,9 +217,14 @@ class CaState final {
   // The SPIFFE ID on the CA's own serving certificate.
   const crypto::SpiffeId& serving_identity() const { return serving_identity_; }
   BundlePublisher& publisher() { return publisher_; }
-  // The store goes first: its destructor commits any row still queued and
-  // runs that call's completion, which counts and logs through this object.
-  ~CaState() { store_.reset(); }
+  // The token reviewer goes first: a review it finishes meanwhile goes on
+  // to sign and store. Then the store: its destructor commits any row still
+  // queued and runs that call's completion, which counts and logs through
+  // this object.
+  ~CaState() {
+    token_reviewer_.reset();
+    store_.reset();
+  }
 
   IssuanceStore& store() { return *store_; }
   util::MetricsRegistry& metrics() { return metrics_; }
@@ -470,50 +484,80 @@ class CertificateAuthorityImpl final
  public:
   explicit CertificateAuthorityImpl(CaState* state) : state_(state) {}
 
-  // A callback handler: the checks and the signing run on gRPC's thread,
-  // then the record goes to the issuance log's committer thread, which
-  // answers the call once the row (grouped with every other row queued
-  // meanwhile) is durable. No server thread sleeps through an fsync, and
+ private:
+  // One IssueCertificate call: what gRPC gave the handler (valid until the
+  // reactor finishes) and what the checks need of it.
+  struct IssueCall {
+    IssueCall(grpc::CallbackServerContext* context,
+              const v1::IssueCertificateRequest* request,
+              v1::IssueCertificateResponse* response)
+        : context(context),
+          request(request),
+          response(response),
+          reactor(context->DefaultReactor()),
+          start(absl::Now()),
+          requester(context->peer()),
+          peer_key(absl::StrCat("peer:", PeerHost(requester))),
+          brings_token(!request->join_token().empty() ||
+                       context->client_metadata().find("authorization") !=
+                           context->client_metadata().end()) {}
+
+    grpc::CallbackServerContext* context;
+    const v1::IssueCertificateRequest* request;
+    v1::IssueCertificateResponse* response;
+    grpc::ServerUnaryReactor* reactor;
+    absl::Time start;
+    std::string requester;
+    std::string peer_key;
+    bool brings_token;
+  };
+
+ public:
+  // A callback handler: the checks and the signing run on gRPC's thread
+  // (on the token reviewer's, after a TokenReview), then the record goes to
+  // the issuance log's committer thread, which answers the call once the
+  // row (grouped with every other row queued meanwhile) is durable. No
+  // server thread sleeps through an fsync or waits for the API server, and
   // the CPU-bound part runs on as many threads as gRPC polls with rather
   // than one per call in flight (docs/BENCHMARKS.md, "CA issuance").
   grpc::ServerUnaryReactor* IssueCertificate(
       grpc::CallbackServerContext* context,
       const v1::IssueCertificateRequest* request,
       v1::IssueCertificateResponse* response) override {
-    const absl::Time start = absl::Now();
-    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    IssuanceRecord record;
-    if (grpc::Status s = Issue(*context, *request, response, &record);
-        !s.ok()) {
-      state_->ObserveLatency("IssueCertificate", absl::Now() - start);
-      reactor->Finish(s);
-      return reactor;
+    IssueCall call(context, request, response);
+    // Callers that keep failing to authenticate with a token are throttled
+    // by address, so guessing tokens is slow; good callers are never
+    // charged here. A caller with no token (a renewal, which a certificate
+    // authenticates) is neither held back nor charged: a certificate cannot
+    // be guessed, and a sidecar renewing from the same address as a bad
+    // caller (SNAT, host network) must not wait for it.
+    if (call.brings_token && !state_->PeerMayTry(call.peer_key)) {
+      Answer(state_, call,
+             Refuse(state_, "none", "rate_limited", call.requester,
+                    grpc::StatusCode::RESOURCE_EXHAUSTED,
+                    "too many failed authentications from this address"));
+      return call.reactor;
     }
-    IssuanceRecord to_store = record;
-    state_->store().RecordIssuanceAsync(
-        std::move(to_store), [state = state_, reactor, response, start,
-                              record = std::move(record)](absl::Status stored) {
-          grpc::Status status = grpc::Status::OK;
-          if (stored.ok()) {
-            Acknowledge(state, record);
-          } else if (absl::IsPermissionDenied(stored)) {
-            // The renewing certificate was revoked before this row could
-            // commit: the new certificate is discarded, never returned.
-            response->Clear();
-            status =
-                Refuse(state, record.auth_method, "revoked_in_flight",
-                       record.requester, grpc::StatusCode::PERMISSION_DENIED,
-                       std::string(stored.message()));
-          } else {
-            response->Clear();
-            status = Refuse(state, record.auth_method, "storage_failed",
-                            record.requester, grpc::StatusCode::UNAVAILABLE,
-                            absl::StrCat("issuance log: ", stored.message()));
-          }
-          state->ObserveLatency("IssueCertificate", absl::Now() - start);
-          reactor->Finish(status);
-        });
-    return reactor;
+    Caller caller;
+    grpc::Status admitted =
+        Authenticate(*context, *request, call.requester, &caller);
+    if (admitted.ok() && caller.review.has_value()) {
+      // The API server's answer may take up to the review timeout: the
+      // reviewer's thread carries the call on from there, and this gRPC
+      // thread goes back to serving other calls.
+      Caller::PendingReview review = *std::move(caller.review);
+      caller.review.reset();
+      state_->token_reviewer()->ReviewAsync(
+          review.token, review.identity,
+          [this, call,
+           caller = std::move(caller)](TokenReviewResult result) mutable {
+            grpc::Status reviewed = ReviewOutcome(result, call, &caller);
+            Continue(call, caller, reviewed);
+          });
+      return call.reactor;
+    }
+    Continue(call, caller, admitted);
+    return call.reactor;
   }
 
   grpc::ServerUnaryReactor* GetTrustBundle(
@@ -692,10 +736,8 @@ class CertificateAuthorityImpl final
                       std::string(id.status().message()));
       }
       if (state_->token_reviewer() != nullptr) {
-        if (grpc::Status s = Review(token, *identity, requester, caller);
-            !s.ok()) {
-          return s;
-        }
+        caller->review =
+            Caller::PendingReview{std::string(token), *std::move(identity)};
       }
       caller->spiffe_id = id->ToString();
       return grpc::Status::OK;
@@ -729,21 +771,23 @@ class CertificateAuthorityImpl final
     return grpc::Status::OK;
   }
 
-  // Asks the API server whether a token that passed the offline checks is
-  // still good. A refusal is the caller's (UNAUTHENTICATED, bad_token, the
-  // API server's reason in the log only); a review that could not be done
-  // is not (UNAVAILABLE, token_review_failed: the caller retries, and
-  // Issue does not charge it to the caller's failed-auth throttle).
-  grpc::Status Review(absl::string_view token,
-                      const KubernetesIdentity& identity,
-                      const std::string& requester, Caller* caller) {
-    const absl::Time start = absl::Now();
-    TokenReviewResult result =
-        state_->token_reviewer()->Review(token, identity);
-    if (!result.from_cache) state_->ObserveTokenReview(absl::Now() - start);
+  // What the API server's review of a token that passed the offline checks
+  // means for the call. A refusal is the caller's (UNAUTHENTICATED,
+  // bad_token, the API server's reason in the log only); a review that
+  // could not be done is not (UNAVAILABLE, token_review_failed: the caller
+  // retries, and Continue does not charge it to the caller's failed-auth
+  // throttle).
+  grpc::Status ReviewOutcome(const TokenReviewResult& result,
+                             const IssueCall& call, Caller* caller) {
+    if (result.request_time > absl::ZeroDuration()) {
+      state_->ObserveTokenReview(result.request_time);
+    }
     const absl::Status& status = result.verdict.status;
+    const char* counted = result.joined ? "joined" : nullptr;
     if (status.ok()) {
-      state_->CountTokenReview(result.from_cache ? "cached" : "authenticated");
+      state_->CountTokenReview(counted != nullptr  ? counted
+                               : result.from_cache ? "cached"
+                                                   : "authenticated");
       return grpc::Status::OK;
     }
     std::string detail;
@@ -752,49 +796,76 @@ class CertificateAuthorityImpl final
           absl::StrCat(status.message(), " (", result.verdict.log_detail, ")");
     }
     if (absl::IsUnauthenticated(status)) {
-      state_->CountTokenReview("refused");
-      return Refuse(state_, caller->auth_method, "bad_token", requester,
+      state_->CountTokenReview(counted != nullptr ? counted : "refused");
+      return Refuse(state_, caller->auth_method, "bad_token", call.requester,
                     grpc::StatusCode::UNAUTHENTICATED,
                     std::string(status.message()), detail);
     }
-    state_->CountTokenReview("failed");
+    state_->CountTokenReview(counted != nullptr ? counted : "failed");
     caller->not_callers_fault = true;
-    return Refuse(state_, caller->auth_method, "token_review_failed", requester,
-                  grpc::StatusCode::UNAVAILABLE, std::string(status.message()),
-                  detail);
+    return Refuse(state_, caller->auth_method, "token_review_failed",
+                  call.requester, grpc::StatusCode::UNAVAILABLE,
+                  std::string(status.message()), detail);
   }
 
-  // Authenticates, checks and signs, fills `response`, and describes the
-  // issuance in `record`. The call is not to be answered OK before that
-  // record is durable.
-  grpc::Status Issue(const grpc::ServerContextBase& context,
-                     const v1::IssueCertificateRequest& request,
-                     v1::IssueCertificateResponse* response,
-                     IssuanceRecord* record) {
-    const std::string requester = context.peer();
-    const std::string peer_key = absl::StrCat("peer:", PeerHost(requester));
-    // Callers that keep failing to authenticate with a token are throttled
-    // by address, so guessing tokens is slow; good callers are never
-    // charged here. A caller with no token (a renewal, which a certificate
-    // authenticates) is neither held back nor charged: a certificate cannot
-    // be guessed, and a sidecar renewing from the same address as a bad
-    // caller (SNAT, host network) must not wait for it.
-    const bool brings_token = !request.join_token().empty() ||
-                              context.client_metadata().find("authorization") !=
-                                  context.client_metadata().end();
-    if (brings_token && !state_->PeerMayTry(peer_key)) {
-      return Refuse(state_, "none", "rate_limited", requester,
-                    grpc::StatusCode::RESOURCE_EXHAUSTED,
-                    "too many failed authentications from this address");
-    }
-    Caller caller;
-    if (grpc::Status s = Authenticate(context, request, requester, &caller);
-        !s.ok()) {
-      if (brings_token && !caller.not_callers_fault) {
-        state_->ChargeFailure(peer_key);
+  // After authentication (and its review, if any): a failure is charged to
+  // the caller's address and answered; otherwise the call is checked and
+  // signed, and its record queued for the issuance log's committer thread,
+  // which answers the call once the row (grouped with every other row
+  // queued meanwhile) is durable.
+  void Continue(const IssueCall& call, const Caller& caller,
+                const grpc::Status& authenticated) {
+    if (!authenticated.ok()) {
+      if (call.brings_token && !caller.not_callers_fault) {
+        state_->ChargeFailure(call.peer_key);
       }
-      return s;
+      Answer(state_, call, authenticated);
+      return;
     }
+    IssuanceRecord record;
+    if (grpc::Status s = Issue(call, caller, &record); !s.ok()) {
+      Answer(state_, call, s);
+      return;
+    }
+    IssuanceRecord to_store = record;
+    state_->store().RecordIssuanceAsync(
+        std::move(to_store), [state = state_, call,
+                              record = std::move(record)](absl::Status stored) {
+          grpc::Status status = grpc::Status::OK;
+          if (stored.ok()) {
+            Acknowledge(state, record);
+          } else if (absl::IsPermissionDenied(stored)) {
+            // The renewing certificate was revoked before this row could
+            // commit: the new certificate is discarded, never returned.
+            call.response->Clear();
+            status =
+                Refuse(state, record.auth_method, "revoked_in_flight",
+                       record.requester, grpc::StatusCode::PERMISSION_DENIED,
+                       std::string(stored.message()));
+          } else {
+            call.response->Clear();
+            status = Refuse(state, record.auth_method, "storage_failed",
+                            record.requester, grpc::StatusCode::UNAVAILABLE,
+                            absl::StrCat("issuance log: ", stored.message()));
+          }
+          Answer(state, call, status);
+        });
+  }
+
+  static void Answer(CaState* state, const IssueCall& call,
+                     const grpc::Status& status) {
+    state->ObserveLatency("IssueCertificate", absl::Now() - call.start);
+    call.reactor->Finish(status);
+  }
+
+  // Checks and signs for an authenticated caller, fills the response, and
+  // describes the issuance in `record`. The call is not to be answered OK
+  // before that record is durable.
+  grpc::Status Issue(const IssueCall& call, const Caller& caller,
+                     IssuanceRecord* record) {
+    const v1::IssueCertificateRequest& request = *call.request;
+    v1::IssueCertificateResponse* response = call.response;
+    const std::string& requester = call.requester;
     if (!state_->AllowRate(caller.spiffe_id)) {
       return Refuse(state_, caller.auth_method, "rate_limited", requester,
                     grpc::StatusCode::RESOURCE_EXHAUSTED,

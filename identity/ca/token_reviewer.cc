@@ -1,11 +1,13 @@
 #include "identity/ca/token_reviewer.h"
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 
 #include "absl/memory/memory.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "identity/crypto/random.h"
 #include "identity/util/json_log.h"
 #include "identity/util/proto_duration.h"
@@ -73,11 +75,20 @@ absl::StatusOr<std::unique_ptr<TokenReviewer>> TokenReviewer::CreateWithClient(
   if (!version.ok()) return version.status();
   absl::StatusOr<std::string> credential = ReadCredential(options.token_file);
   if (!credential.ok()) return credential.status();
+  if (options.max_concurrent_reviews < 1 || options.max_waiting_calls < 1) {
+    return absl::InvalidArgumentError(
+        "max_concurrent_reviews and max_waiting_calls must be at least 1");
+  }
   auto reviewer = absl::WrapUnique(
       new TokenReviewer(std::move(options), std::move(client), clock));
-  absl::MutexLock lock(&reviewer->credential_mu_);
-  reviewer->credential_ = *std::move(credential);
-  reviewer->credential_version_ = *version;
+  {
+    absl::MutexLock lock(&reviewer->credential_mu_);
+    reviewer->credential_ = *std::move(credential);
+    reviewer->credential_version_ = *version;
+  }
+  for (int i = 0; i < reviewer->options_.max_concurrent_reviews; ++i) {
+    reviewer->threads_.emplace_back([r = reviewer.get()] { r->Run(); });
+  }
   return reviewer;
 }
 
@@ -101,51 +112,180 @@ std::string TokenReviewer::Credential() {
   return credential_;
 }
 
-TokenReviewResult TokenReviewer::Review(absl::string_view token,
-                                        const KubernetesIdentity& identity) {
-  const std::string key = crypto::Sha256Hex(token);
-  if (options_.cache_ttl > absl::ZeroDuration()) {
-    const absl::Time now = clock_->Now();
+TokenReviewer::~TokenReviewer() {
+  {
     absl::MutexLock lock(&mu_);
-    auto it = cache_.find(key);
-    if (it != cache_.end()) {
-      if (now < it->second.until && it->second.username == identity.subject) {
-        return TokenReviewResult{TokenReviewVerdict{absl::OkStatus(), ""},
-                                 /*from_cache=*/true};
+    stopping_ = true;
+  }
+  for (std::thread& thread : threads_) thread.join();
+  // What is left was never sent.
+  std::vector<TokenReviewDone> waiters;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [key, pending] : pending_) {
+      for (TokenReviewDone& done : pending->waiters) {
+        waiters.push_back(std::move(done));
       }
-      cache_.erase(it);
+    }
+    pending_.clear();
+    line_.clear();
+    waiting_calls_ = 0;
+  }
+  for (TokenReviewDone& done : waiters) {
+    done(TokenReviewResult{
+        TokenReviewVerdict{absl::UnavailableError(
+                               "token review failed: the CA is shutting down"),
+                           ""},
+        false, false, absl::ZeroDuration()});
+  }
+}
+
+void TokenReviewer::ReviewAsync(absl::string_view token,
+                                const KubernetesIdentity& identity,
+                                TokenReviewDone done) {
+  const std::string token_hash = crypto::Sha256Hex(token);
+  const absl::Time now = clock_->Now();
+  std::optional<TokenReviewResult> now_result;
+  {
+    absl::MutexLock lock(&mu_);
+    auto cached = cache_.find(token_hash);
+    if (cached != cache_.end()) {
+      if (now < cached->second.until &&
+          cached->second.username == identity.subject) {
+        now_result = TokenReviewResult{TokenReviewVerdict{absl::OkStatus(), ""},
+                                       /*from_cache=*/true};
+      } else {
+        cache_.erase(cached);
+      }
+    }
+    if (!now_result.has_value()) {
+      if (stopping_ || waiting_calls_ >= options_.max_waiting_calls) {
+        now_result = TokenReviewResult{TokenReviewVerdict{
+            absl::UnavailableError(
+                stopping_
+                    ? std::string("token review failed: the CA is "
+                                  "shutting down")
+                    : absl::StrCat("token review failed: ", waiting_calls_,
+                                   " calls are already waiting for "
+                                   "reviews")),
+            ""}};
+      } else {
+        // One token can only carry one identity; the subject is in the key
+        // so that a call claiming another is never answered for the first.
+        std::string key = absl::StrCat(token_hash, " ", identity.subject);
+        std::unique_ptr<Pending>& pending = pending_[key];
+        if (pending == nullptr) {
+          pending = std::make_unique<Pending>();
+          pending->token = std::string(token);
+          pending->identity = identity;
+          pending->queued_at = now;
+          line_.push_back(std::move(key));
+        }
+        pending->waiters.push_back(std::move(done));
+        ++waiting_calls_;
+        return;
+      }
     }
   }
+  done(*std::move(now_result));
+}
 
-  const std::string request = TokenReviewRequestJson(token, options_.audience);
-  // A positive answer vouches for the token as of when it was asked for.
-  const absl::Time asked_at = clock_->Now();
+TokenReviewResult TokenReviewer::Review(absl::string_view token,
+                                        const KubernetesIdentity& identity) {
+  absl::Notification answered;
+  TokenReviewResult result;
+  ReviewAsync(token, identity, [&](TokenReviewResult r) {
+    result = std::move(r);
+    answered.Notify();
+  });
+  answered.WaitForNotification();
+  return result;
+}
+
+bool TokenReviewer::HasWorkLocked() const {
+  return stopping_ || !line_.empty();
+}
+
+void TokenReviewer::Run() {
+  for (;;) {
+    std::string key;
+    const Pending* pending = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(this, &TokenReviewer::HasWorkLocked));
+      if (stopping_) return;
+      key = std::move(line_.front());
+      line_.pop_front();
+      // Stays in pending_ (so later calls join it) until answered; its
+      // token and identity do not change meanwhile.
+      pending = pending_.at(key).get();
+    }
+    TokenReviewResult result;
+    if (clock_->Now() - pending->queued_at > options_.timeout) {
+      // Its callers have waited as long as a review may take.
+      result.verdict.status = absl::UnavailableError(absl::StrCat(
+          "token review failed: waited longer than ",
+          absl::FormatDuration(options_.timeout),
+          " (kubernetes.token_review.timeout) for a free review slot"));
+    } else {
+      result = Send(*pending);
+    }
+    std::vector<TokenReviewDone> waiters;
+    {
+      absl::MutexLock lock(&mu_);
+      auto node = pending_.extract(key);
+      if (result.verdict.status.ok()) {
+        CacheLocked(key.substr(0, key.find(' ')), node.mapped()->identity,
+                    node.mapped()->queued_at);
+      }
+      waiters = std::move(node.mapped()->waiters);
+      waiting_calls_ -= waiters.size();
+    }
+    for (size_t i = 0; i < waiters.size(); ++i) {
+      TokenReviewResult r = result;
+      if (i > 0) {
+        r.joined = true;
+        r.request_time = absl::ZeroDuration();
+      }
+      waiters[i](std::move(r));
+    }
+  }
+}
+
+TokenReviewResult TokenReviewer::Send(const Pending& pending) {
+  const std::string request =
+      TokenReviewRequestJson(pending.token, options_.audience);
+  const absl::Time started = absl::Now();
   absl::StatusOr<TokenReviewHttpAnswer> answer =
       client_->Post(request, Credential(), options_.timeout);
   TokenReviewResult result;
+  result.request_time = absl::Now() - started;
   if (!answer.ok()) {
     result.verdict.status = answer.status();
     return result;
   }
   result.verdict = DecideTokenReview(
       answer->status, answer->body,
-      TokenReviewExpectation{identity.subject, options_.audience});
-  if (!result.verdict.status.ok() ||
-      options_.cache_ttl <= absl::ZeroDuration()) {
-    return result;
-  }
+      TokenReviewExpectation{pending.identity.subject, options_.audience});
+  return result;
+}
+
+// A positive answer vouches for the token as of when it was asked for (no
+// later than when its first caller queued it).
+void TokenReviewer::CacheLocked(const std::string& token_hash,
+                                const KubernetesIdentity& identity,
+                                absl::Time asked_at) {
+  if (options_.cache_ttl <= absl::ZeroDuration()) return;
   const absl::Time now = clock_->Now();
   const absl::Time until =
       std::min(identity.expires_at, asked_at + options_.cache_ttl);
-  if (until <= now) return result;
-  absl::MutexLock lock(&mu_);
+  if (until <= now) return;
   if (cache_.size() >= options_.max_cache_entries) {
     absl::erase_if(
         cache_, [now](const auto& entry) { return entry.second.until <= now; });
     if (cache_.size() >= options_.max_cache_entries) cache_.clear();
   }
-  cache_.insert_or_assign(key, CachedReview{identity.subject, until});
-  return result;
+  cache_.insert_or_assign(token_hash, CachedReview{identity.subject, until});
 }
 
 size_t TokenReviewer::cache_size() const {

@@ -11,12 +11,25 @@
 // earlier of the token's exp and now + cache_ttl; refusals and failures
 // never are.
 //
-// Thread-safe: Review may be called from any thread, concurrently.
+// Reviews run on the reviewer's own threads (max_concurrent_reviews of
+// them), never on the caller's: a gRPC handler hands a review over and
+// returns, so a slow API server holds up bootstraps only, not the CA's
+// other calls. Calls that bring the same token while its review is in
+// flight or in line join it and share its verdict (one request to the API
+// server). The line is bounded (max_waiting_calls) and a review that waited
+// in it longer than `timeout` fails without being sent.
+//
+// Thread-safe: ReviewAsync and Review may be called from any thread,
+// concurrently.
 #ifndef MESHGUARD_IDENTITY_CA_TOKEN_REVIEWER_H_
 #define MESHGUARD_IDENTITY_CA_TOKEN_REVIEWER_H_
 
+#include <deque>
+#include <functional>
 #include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -40,13 +53,29 @@ struct TokenReviewerOptions {
   absl::Duration cache_ttl = kDefaultTokenReviewCacheTtl;  // zero: no cache
   // Most cached verdicts; past it, expired ones are dropped, then all.
   size_t max_cache_entries = 10000;
+  // Requests to the API server at once; each is a thread of the reviewer
+  // waiting for its answer. More reviews wait in line.
+  int max_concurrent_reviews = 4;
+  // Calls waiting for a review, in line or joined to one in flight; past
+  // it, a call that needs a review gets UNAVAILABLE at once.
+  size_t max_waiting_calls = 1024;
 };
 
 // One review's verdict (see DecideTokenReview) and where it came from.
 struct TokenReviewResult {
   TokenReviewVerdict verdict;
   bool from_cache = false;
+  // The verdict of a review another call had started for the same token:
+  // no request of this call's own.
+  bool joined = false;
+  // How long the API server took (the request this verdict came from);
+  // zero when from the cache, joined, or never sent.
+  absl::Duration request_time = absl::ZeroDuration();
 };
+
+// Receives a review's verdict; see TokenReviewer::ReviewAsync for the
+// thread it runs on.
+using TokenReviewDone = std::function<void(TokenReviewResult)>;
 
 class TokenReviewer final {
  public:
@@ -64,10 +93,21 @@ class TokenReviewer final {
       TokenReviewerOptions options, std::unique_ptr<TokenReviewClient> client,
       const util::Clock* clock);
 
-  // Reviews `token`, which JwtAuthenticator accepted as `identity`.
+  // Stops the reviewer's threads once each has finished the review it is
+  // sending (at most about `timeout`); calls still in line get UNAVAILABLE.
+  ~TokenReviewer();
+
+  // Reviews `token`, which JwtAuthenticator accepted as `identity`, and
+  // hands the verdict to `done`: on the calling thread when the cache
+  // answers or the line is full, otherwise on one of the reviewer's threads
+  // once the API server has answered (or the review failed).
+  void ReviewAsync(absl::string_view token, const KubernetesIdentity& identity,
+                   TokenReviewDone done) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // The same, waiting for the verdict on the calling thread.
   TokenReviewResult Review(absl::string_view token,
                            const KubernetesIdentity& identity)
-      ABSL_LOCKS_EXCLUDED(mu_, credential_mu_);
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   size_t cache_size() const ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -78,6 +118,23 @@ class TokenReviewer final {
       : options_(std::move(options)),
         client_(std::move(client)),
         clock_(clock) {}
+
+  // A review in line or in flight, and the calls waiting for its verdict.
+  struct Pending {
+    std::string token;
+    KubernetesIdentity identity;
+    absl::Time queued_at;
+    std::vector<TokenReviewDone> waiters;
+  };
+
+  // A reviewer thread: takes the oldest review in line, sends it, caches a
+  // positive verdict and answers every call that waited for it.
+  void Run() ABSL_LOCKS_EXCLUDED(mu_);
+  bool HasWorkLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sends one review to the API server and judges the answer.
+  TokenReviewResult Send(const Pending& pending) ABSL_LOCKS_EXCLUDED(mu_);
+  void CacheLocked(const std::string& key, const KubernetesIdentity& identity,
+                   absl::Time asked_at) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // The CA's token as of now: re-read when token_file changed; a re-read
   // that fails (the kubelet mid-swap, an empty file) keeps the last good
@@ -99,6 +156,15 @@ class TokenReviewer final {
   mutable absl::Mutex mu_;
   // SHA-256 (hex) of the token -> its positive review.
   absl::flat_hash_map<std::string, CachedReview> cache_ ABSL_GUARDED_BY(mu_);
+  // SHA-256 (hex) of the token and the subject it claims -> its review in
+  // line or in flight; `line_` holds the keys of those not yet sent, oldest
+  // first.
+  absl::flat_hash_map<std::string, std::unique_ptr<Pending>> pending_
+      ABSL_GUARDED_BY(mu_);
+  std::deque<std::string> line_ ABSL_GUARDED_BY(mu_);
+  size_t waiting_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> threads_;
 };
 
 }  // namespace meshguard::ca

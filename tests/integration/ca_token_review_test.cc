@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -323,6 +324,77 @@ TEST_F(CaTokenReviewTest, RenewalsNeverAskTheApiServer) {
       client->Renew(first->ChainPem(), first->key_pem);
   ASSERT_TRUE(renewed.ok()) << renewed.status();
   EXPECT_EQ(renewed->spiffe_id, first->spiffe_id);
+}
+
+// A review waits on the reviewer's threads, not on the CA's gRPC threads:
+// bootstraps stuck behind a slow API server do not hold up renewals.
+TEST_F(CaTokenReviewTest, ASlowApiServerHoldsUpBootstrapsOnly) {
+  ASSERT_NO_FATAL_FAILURE(StartApi(tls_));
+  ASSERT_NO_FATAL_FAILURE(ServeCa(Config(ReviewYaml("    cache_ttl: 0s\n"))));
+  absl::StatusOr<client::IssuedCertificate> first =
+      IssueWith(MintToken(key_, TokenClaims()));
+  ASSERT_TRUE(first.ok()) << first.status();
+
+  ASSERT_TRUE(api_->SetBehaviour(R"({"delay": 1.5})").ok());
+  constexpr int kBootstraps = 8;  // more than the CA has gRPC threads
+  std::vector<absl::Status> bootstrapped(kBootstraps);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kBootstraps; ++i) {
+    threads.emplace_back([&, i] {
+      TokenClaims claims;
+      claims.sa = absl::StrCat("worker-", i);  // eight tokens, eight reviews
+      bootstrapped[i] = IssueWith(MintToken(key_, claims)).status();
+    });
+  }
+  for (int i = 0; i < 100 && api_->Requests().size() < 5; ++i) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_GE(api_->Requests().size(), 5u) << "the bootstraps' reviews";
+
+  // Answered while every review is still waiting for the API server.
+  std::unique_ptr<client::CaClient> client = ca_->Client();
+  const absl::Time start = absl::Now();
+  absl::StatusOr<client::IssuedCertificate> renewed =
+      client->Renew(first->ChainPem(), first->key_pem);
+  const absl::Duration took = absl::Now() - start;
+  ASSERT_TRUE(renewed.ok()) << renewed.status();
+  EXPECT_LT(took, absl::Milliseconds(1000));
+
+  for (std::thread& t : threads) t.join();
+  for (int i = 0; i < kBootstraps; ++i) {
+    EXPECT_TRUE(bootstrapped[i].ok()) << i << ": " << bootstrapped[i];
+  }
+  EXPECT_EQ(api_->Requests().size(), 1u + kBootstraps);
+  EXPECT_EQ(ca_->CountCertificates(), 2 + kBootstraps);
+}
+
+// Calls that bring the same token while its review is in flight wait for
+// that review, even with the cache off: one request, one verdict for all.
+TEST_F(CaTokenReviewTest, CallsWithOneTokenShareOneReview) {
+  ASSERT_NO_FATAL_FAILURE(StartApi(tls_));
+  ASSERT_NO_FATAL_FAILURE(ServeCa(Config(ReviewYaml("    cache_ttl: 0s\n"))));
+  ASSERT_TRUE(api_->SetBehaviour(R"({"delay": 1})").ok());
+  const std::string token = MintToken(key_, TokenClaims());
+  constexpr int kCalls = 4;
+  std::vector<absl::Status> issued(kCalls);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kCalls; ++i) {
+    threads.emplace_back([&, i] { issued[i] = IssueWith(token).status(); });
+  }
+  for (std::thread& t : threads) t.join();
+  for (int i = 0; i < kCalls; ++i) {
+    EXPECT_TRUE(issued[i].ok()) << i << ": " << issued[i];
+  }
+  EXPECT_EQ(api_->Requests().size(), 1u);
+  EXPECT_EQ(ca_->CountCertificates(), kCalls);
+  const std::string metrics = Metrics();
+  EXPECT_THAT(
+      metrics,
+      HasSubstr(
+          R"(meshguard_ca_token_reviews_total{result="authenticated"} 1)"));
+  EXPECT_THAT(
+      metrics,
+      HasSubstr(R"(meshguard_ca_token_reviews_total{result="joined"} 3)"));
 }
 
 TEST_F(CaTokenReviewTest, InAPodTheApiServerComesFromTheEnvironment) {

@@ -1,17 +1,21 @@
 // TokenReviewer with a fake client and a fake clock: which reviews go to
 // the API server and which come from the cache, what the API server is
-// sent, the CA's own token re-read when it rotates, and failures passed on
-// as they are.
+// sent, the CA's own token re-read when it rotates, failures passed on as
+// they are, and the reviewer's threads: a review never blocks its caller,
+// calls with one token share one request, and the line is bounded.
 #include "identity/ca/token_reviewer.h"
 
+#include <atomic>
 #include <deque>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
@@ -44,6 +48,12 @@ class FakeTokenReviewClient final : public TokenReviewClient {
     absl::MutexLock lock(&mu_);
     calls_.push_back(
         {std::string(request_json), std::string(bearer_token), timeout});
+    // An API server that has not answered yet.
+    ++in_progress_;
+    max_in_progress_ = std::max(max_in_progress_, in_progress_);
+    mu_.Await(absl::Condition(
+        +[](bool* held) { return !*held; }, &held_));
+    --in_progress_;
     if (answers_.size() > 1) {
       auto next = answers_.front();
       answers_.pop_front();
@@ -63,10 +73,68 @@ class FakeTokenReviewClient final : public TokenReviewClient {
     return calls_;
   }
 
+  // From Hold() until Release(), requests wait for their answer.
+  void Hold() {
+    absl::MutexLock lock(&mu_);
+    held_ = true;
+  }
+  void Release() {
+    absl::MutexLock lock(&mu_);
+    held_ = false;
+  }
+  // Waits until `n` requests are waiting for their answer; false after 10 s.
+  bool AwaitInProgress(int n) {
+    absl::MutexLock lock(&mu_);
+    auto reached = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return in_progress_ >= n;
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&reached), absl::Seconds(10));
+  }
+  int max_in_progress() const {
+    absl::MutexLock lock(&mu_);
+    return max_in_progress_;
+  }
+
  private:
   mutable absl::Mutex mu_;
   std::deque<absl::StatusOr<TokenReviewHttpAnswer>> answers_;
   std::vector<Call> calls_;
+  bool held_ ABSL_GUARDED_BY(mu_) = false;
+  int in_progress_ ABSL_GUARDED_BY(mu_) = 0;
+  int max_in_progress_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// Verdicts handed to ReviewAsync's callback, and on which threads.
+class Verdicts {
+ public:
+  TokenReviewDone Add() {
+    return [this](TokenReviewResult result) {
+      absl::MutexLock lock(&mu_);
+      results_.push_back(std::move(result));
+      threads_.push_back(std::this_thread::get_id());
+    };
+  }
+  // Waits for `n` verdicts; false after 10 s.
+  bool Await(size_t n) {
+    absl::MutexLock lock(&mu_);
+    auto reached = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return results_.size() >= n;
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&reached), absl::Seconds(10));
+  }
+  std::vector<TokenReviewResult> results() const {
+    absl::MutexLock lock(&mu_);
+    return results_;
+  }
+  std::vector<std::thread::id> threads() const {
+    absl::MutexLock lock(&mu_);
+    return threads_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::vector<TokenReviewResult> results_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::thread::id> threads_ ABSL_GUARDED_BY(mu_);
 };
 
 TokenReviewHttpAnswer AuthenticatedAs(const std::string& username) {
@@ -103,7 +171,14 @@ class TokenReviewerTest : public ::testing::Test {
     ASSERT_TRUE(WriteFile(token_file_, "ca-token-1\n").ok());
   }
 
-  void Make(absl::Duration cache_ttl, size_t max_entries = 10000) {
+  void TearDown() override {
+    // A test that failed half-way may leave requests held.
+    if (client_ != nullptr) client_->Release();
+    reviewer_.reset();
+  }
+
+  void Make(absl::Duration cache_ttl, size_t max_entries = 10000,
+            int max_concurrent = 4, size_t max_waiting = 1024) {
     auto client = std::make_unique<FakeTokenReviewClient>();
     client_ = client.get();
     TokenReviewerOptions options;
@@ -112,6 +187,8 @@ class TokenReviewerTest : public ::testing::Test {
     options.timeout = absl::Seconds(3);
     options.cache_ttl = cache_ttl;
     options.max_cache_entries = max_entries;
+    options.max_concurrent_reviews = max_concurrent;
+    options.max_waiting_calls = max_waiting;
     absl::StatusOr<std::unique_ptr<TokenReviewer>> reviewer =
         TokenReviewer::CreateWithClient(options, std::move(client), &clock_);
     ASSERT_TRUE(reviewer.ok()) << reviewer.status();
@@ -335,6 +412,206 @@ TEST_F(TokenReviewerTest, AMissingOrEmptyCredentialAtStartIsAnError) {
           options, std::make_unique<FakeTokenReviewClient>(), &clock_);
   EXPECT_EQ(empty.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(empty.status().message()), HasSubstr("empty"));
+}
+
+// --- The reviewer's threads -------------------------------------------------
+
+TEST_F(TokenReviewerTest, AReviewNeverBlocksItsCaller) {
+  ASSERT_NO_FATAL_FAILURE(Make(absl::Seconds(10)));
+  const KubernetesIdentity id =
+      Identity("shop", "frontend", clock_.Now() + absl::Hours(1));
+  client_->Answer(AuthenticatedAs(id.subject));
+  client_->Hold();
+  Verdicts verdicts;
+  // Returns while the API server has not answered.
+  reviewer_->ReviewAsync("tok", id, verdicts.Add());
+  ASSERT_TRUE(client_->AwaitInProgress(1));
+  EXPECT_TRUE(verdicts.results().empty());
+
+  client_->Release();
+  ASSERT_TRUE(verdicts.Await(1));
+  TokenReviewResult r = verdicts.results()[0];
+  EXPECT_TRUE(r.verdict.status.ok()) << r.verdict.status;
+  EXPECT_FALSE(r.from_cache);
+  EXPECT_FALSE(r.joined);
+  EXPECT_NE(verdicts.threads()[0], std::this_thread::get_id());
+
+  // A cached verdict is handed over at once, on the caller's thread.
+  Verdicts cached;
+  reviewer_->ReviewAsync("tok", id, cached.Add());
+  ASSERT_EQ(cached.results().size(), 1u);
+  EXPECT_TRUE(cached.results()[0].from_cache);
+  EXPECT_EQ(cached.threads()[0], std::this_thread::get_id());
+  EXPECT_EQ(client_->calls().size(), 1u);
+}
+
+TEST_F(TokenReviewerTest, CallsWithOneTokenShareOneRequest) {
+  ASSERT_NO_FATAL_FAILURE(Make(absl::Seconds(10)));
+  const KubernetesIdentity id =
+      Identity("shop", "frontend", clock_.Now() + absl::Hours(1));
+  client_->Answer(AuthenticatedAs(id.subject));
+  client_->Hold();
+  Verdicts verdicts;
+  reviewer_->ReviewAsync("tok", id, verdicts.Add());
+  ASSERT_TRUE(client_->AwaitInProgress(1));
+  for (int i = 0; i < 4; ++i) reviewer_->ReviewAsync("tok", id, verdicts.Add());
+  client_->Release();
+  ASSERT_TRUE(verdicts.Await(5));
+  int joined = 0;
+  for (const TokenReviewResult& r : verdicts.results()) {
+    EXPECT_TRUE(r.verdict.status.ok()) << r.verdict.status;
+    if (r.joined) {
+      ++joined;
+      EXPECT_EQ(r.request_time, absl::ZeroDuration());
+    }
+  }
+  EXPECT_EQ(joined, 4);
+  EXPECT_EQ(client_->calls().size(), 1u);
+}
+
+TEST_F(TokenReviewerTest, ASharedRefusalIsStillNeverCached) {
+  ASSERT_NO_FATAL_FAILURE(Make(absl::Seconds(10)));
+  const KubernetesIdentity id =
+      Identity("shop", "frontend", clock_.Now() + absl::Hours(1));
+  client_->Answer(NotAuthenticated());
+  client_->Hold();
+  Verdicts verdicts;
+  reviewer_->ReviewAsync("tok", id, verdicts.Add());
+  ASSERT_TRUE(client_->AwaitInProgress(1));
+  reviewer_->ReviewAsync("tok", id, verdicts.Add());
+  client_->Release();
+  ASSERT_TRUE(verdicts.Await(2));
+  for (const TokenReviewResult& r : verdicts.results()) {
+    EXPECT_EQ(r.verdict.status.code(), absl::StatusCode::kUnauthenticated);
+  }
+  EXPECT_EQ(client_->calls().size(), 1u);
+  // The next call asks again.
+  EXPECT_FALSE(reviewer_->Review("tok", id).from_cache);
+  EXPECT_EQ(client_->calls().size(), 2u);
+}
+
+TEST_F(TokenReviewerTest, ACallClaimingAnotherIdentityDoesNotJoin) {
+  ASSERT_NO_FATAL_FAILURE(Make(absl::Seconds(10)));
+  const KubernetesIdentity frontend =
+      Identity("shop", "frontend", clock_.Now() + absl::Hours(1));
+  client_->Answer(AuthenticatedAs(frontend.subject));
+  client_->Hold();
+  Verdicts verdicts;
+  reviewer_->ReviewAsync("tok", frontend, verdicts.Add());
+  ASSERT_TRUE(client_->AwaitInProgress(1));
+  reviewer_->ReviewAsync(
+      "tok", Identity("shop", "admin", clock_.Now() + absl::Hours(1)),
+      verdicts.Add());
+  ASSERT_TRUE(client_->AwaitInProgress(2));
+  client_->Release();
+  ASSERT_TRUE(verdicts.Await(2));
+  int refused = 0;
+  for (const TokenReviewResult& r : verdicts.results()) {
+    EXPECT_FALSE(r.joined);
+    if (absl::IsUnauthenticated(r.verdict.status)) ++refused;
+  }
+  EXPECT_EQ(refused, 1);
+  EXPECT_EQ(client_->calls().size(), 2u);
+}
+
+TEST_F(TokenReviewerTest, ReviewsOfDifferentTokensRunSideBySide) {
+  ASSERT_NO_FATAL_FAILURE(Make(absl::Seconds(10), 10000, /*max_concurrent=*/2));
+  const KubernetesIdentity id =
+      Identity("shop", "frontend", clock_.Now() + absl::Hours(1));
+  client_->Answer(AuthenticatedAs(id.subject));
+  client_->Hold();
+  Verdicts verdicts;
+  for (int i = 0; i < 3; ++i) {
+    reviewer_->ReviewAsync(absl::StrCat("tok", i), id, verdicts.Add());
+  }
+  ASSERT_TRUE(client_->AwaitInProgress(2));
+  client_->Release();
+  ASSERT_TRUE(verdicts.Await(3));
+  // Two at once, never more: the third waited in line.
+  EXPECT_EQ(client_->max_in_progress(), 2);
+  EXPECT_EQ(client_->calls().size(), 3u);
+}
+
+TEST_F(TokenReviewerTest, TheLineIsBounded) {
+  ASSERT_NO_FATAL_FAILURE(Make(absl::Seconds(10), 10000, /*max_concurrent=*/1,
+                               /*max_waiting=*/3));
+  const KubernetesIdentity id =
+      Identity("shop", "frontend", clock_.Now() + absl::Hours(1));
+  client_->Answer(AuthenticatedAs(id.subject));
+  client_->Hold();
+  Verdicts verdicts;
+  reviewer_->ReviewAsync("tok0", id, verdicts.Add());
+  ASSERT_TRUE(client_->AwaitInProgress(1));
+  reviewer_->ReviewAsync("tok1", id, verdicts.Add());
+  reviewer_->ReviewAsync("tok1", id, verdicts.Add());  // joins
+  // A fourth waiting call, with a new token or a known one, is refused at
+  // once on the caller's thread.
+  Verdicts refused;
+  reviewer_->ReviewAsync("tok2", id, refused.Add());
+  reviewer_->ReviewAsync("tok1", id, refused.Add());
+  ASSERT_EQ(refused.results().size(), 2u);
+  for (const TokenReviewResult& r : refused.results()) {
+    EXPECT_EQ(r.verdict.status.code(), absl::StatusCode::kUnavailable);
+    EXPECT_THAT(std::string(r.verdict.status.message()),
+                HasSubstr("3 calls are already waiting"));
+  }
+  client_->Release();
+  ASSERT_TRUE(verdicts.Await(3));
+  for (const TokenReviewResult& r : verdicts.results()) {
+    EXPECT_TRUE(r.verdict.status.ok()) << r.verdict.status;
+  }
+  EXPECT_EQ(client_->calls().size(), 2u);
+  // Room again.
+  EXPECT_TRUE(reviewer_->Review("tok2", id).verdict.status.ok());
+}
+
+TEST_F(TokenReviewerTest, AReviewThatWaitedPastTheTimeoutIsNotSent) {
+  ASSERT_NO_FATAL_FAILURE(Make(absl::Seconds(10), 10000, /*max_concurrent=*/1));
+  const KubernetesIdentity id =
+      Identity("shop", "frontend", clock_.Now() + absl::Hours(1));
+  client_->Answer(AuthenticatedAs(id.subject));
+  client_->Hold();
+  Verdicts first, second;
+  reviewer_->ReviewAsync("tok0", id, first.Add());
+  ASSERT_TRUE(client_->AwaitInProgress(1));
+  reviewer_->ReviewAsync("tok1", id, second.Add());
+  clock_.Advance(absl::Seconds(4));  // the timeout is 3 s
+  client_->Release();
+  ASSERT_TRUE(second.Await(1));
+  TokenReviewResult r = second.results()[0];
+  EXPECT_EQ(r.verdict.status.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(r.verdict.status.message()),
+              HasSubstr("waited longer than 3s"));
+  ASSERT_TRUE(first.Await(1));
+  EXPECT_TRUE(first.results()[0].verdict.status.ok());
+  EXPECT_EQ(client_->calls().size(), 1u);
+}
+
+TEST_F(TokenReviewerTest, StoppingAnswersEveryWaitingCall) {
+  ASSERT_NO_FATAL_FAILURE(Make(absl::Seconds(10), 10000, /*max_concurrent=*/1));
+  const KubernetesIdentity id =
+      Identity("shop", "frontend", clock_.Now() + absl::Hours(1));
+  client_->Answer(AuthenticatedAs(id.subject));
+  client_->Hold();
+  Verdicts sent, in_line;
+  reviewer_->ReviewAsync("tok0", id, sent.Add());
+  ASSERT_TRUE(client_->AwaitInProgress(1));
+  reviewer_->ReviewAsync("tok1", id, in_line.Add());
+  std::thread stop([this] { reviewer_.reset(); });
+  // The destructor marks the reviewer stopping at once, then waits for the
+  // review being sent; let the API server answer only after that.
+  absl::SleepFor(absl::Milliseconds(300));
+  client_->Release();
+  stop.join();
+  // The review being sent is finished; the one in line is never sent.
+  ASSERT_EQ(sent.results().size(), 1u);
+  EXPECT_TRUE(sent.results()[0].verdict.status.ok());
+  ASSERT_EQ(in_line.results().size(), 1u);
+  EXPECT_EQ(in_line.results()[0].verdict.status.code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(in_line.results()[0].verdict.status.message()),
+              HasSubstr("shutting down"));
+  client_ = nullptr;  // gone with the reviewer
 }
 
 }  // namespace
