@@ -35,6 +35,12 @@ using ::testing::Not;
 
 constexpr char kCaOwnToken[] = "the-ca-service-account-token";
 
+// The /metrics line counting `n` reviews with `result`.
+std::string ReviewsCounted(const std::string& result, int n) {
+  return absl::StrCat("meshguard_ca_token_reviews_total{result=\"", result,
+                      "\"} ", n);
+}
+
 class CaTokenReviewTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() { key_ = SigningKey::Ec("ec-1"); }
@@ -136,9 +142,7 @@ TEST_F(CaTokenReviewTest, ATokenOfADeletedPodIsRefusedAndNothingIssued) {
   EXPECT_THAT(refused[0], HasSubstr("frontend-7c9d"));
   EXPECT_THAT(refused[0], Not(HasSubstr(token)));
   const std::string metrics = Metrics();
-  EXPECT_THAT(
-      metrics,
-      HasSubstr(R"(meshguard_ca_token_reviews_total{result="refused"} 1)"));
+  EXPECT_THAT(metrics, HasSubstr(ReviewsCounted("refused", 1)));
   EXPECT_THAT(
       metrics,
       HasSubstr(
@@ -181,9 +185,7 @@ TEST_F(CaTokenReviewTest,
   std::vector<std::string> refused = ca_->LogLines("issuance_refused");
   ASSERT_EQ(refused.size(), 1u);
   EXPECT_THAT(refused[0], HasSubstr(R"("reason":"token_review_failed")"));
-  EXPECT_THAT(
-      Metrics(),
-      HasSubstr(R"(meshguard_ca_token_reviews_total{result="failed"} 1)"));
+  EXPECT_THAT(Metrics(), HasSubstr(ReviewsCounted("failed", 1)));
 }
 
 TEST_F(CaTokenReviewTest, AnApiServerWithACertificateOfAnotherCaIsNotTrusted) {
@@ -297,13 +299,8 @@ TEST_F(CaTokenReviewTest, ASecondCallWithinCacheTtlIsNotReviewedAgain) {
   EXPECT_EQ(api_->Requests().size(), 1u);
   EXPECT_EQ(ca_->CountCertificates(), 2);
   const std::string metrics = Metrics();
-  EXPECT_THAT(
-      metrics,
-      HasSubstr(
-          R"(meshguard_ca_token_reviews_total{result="authenticated"} 1)"));
-  EXPECT_THAT(
-      metrics,
-      HasSubstr(R"(meshguard_ca_token_reviews_total{result="cached"} 1)"));
+  EXPECT_THAT(metrics, HasSubstr(ReviewsCounted("authenticated", 1)));
+  EXPECT_THAT(metrics, HasSubstr(ReviewsCounted("cached", 1)));
 
   // Another token (another pod) is reviewed on its own.
   TokenClaims other;
@@ -388,13 +385,8 @@ TEST_F(CaTokenReviewTest, CallsWithOneTokenShareOneReview) {
   EXPECT_EQ(api_->Requests().size(), 1u);
   EXPECT_EQ(ca_->CountCertificates(), kCalls);
   const std::string metrics = Metrics();
-  EXPECT_THAT(
-      metrics,
-      HasSubstr(
-          R"(meshguard_ca_token_reviews_total{result="authenticated"} 1)"));
-  EXPECT_THAT(
-      metrics,
-      HasSubstr(R"(meshguard_ca_token_reviews_total{result="joined"} 3)"));
+  EXPECT_THAT(metrics, HasSubstr(ReviewsCounted("authenticated", 1)));
+  EXPECT_THAT(metrics, HasSubstr(ReviewsCounted("joined", 3)));
 }
 
 TEST_F(CaTokenReviewTest, InAPodTheApiServerComesFromTheEnvironment) {

@@ -195,6 +195,20 @@ class TokenReviewerTest : public ::testing::Test {
     reviewer_ = *std::move(reviewer);
   }
 
+  // shop/frontend, with a token good for an hour.
+  KubernetesIdentity Frontend() const {
+    return Identity("shop", "frontend", clock_.Now() + absl::Hours(1));
+  }
+
+  // Holds the API server's answers and starts a review of `token` that
+  // waits for one.
+  void StartHeld(absl::string_view token, const KubernetesIdentity& id,
+                 Verdicts* verdicts) {
+    client_->Hold();
+    reviewer_->ReviewAsync(token, id, verdicts->Add());
+    ASSERT_TRUE(client_->AwaitInProgress(1));
+  }
+
   util::FakeClock clock_;
   std::string token_file_;
   FakeTokenReviewClient* client_ = nullptr;
@@ -418,8 +432,7 @@ TEST_F(TokenReviewerTest, AMissingOrEmptyCredentialAtStartIsAnError) {
 
 TEST_F(TokenReviewerTest, AReviewNeverBlocksItsCaller) {
   ASSERT_NO_FATAL_FAILURE(Make(absl::Seconds(10)));
-  const KubernetesIdentity id =
-      Identity("shop", "frontend", clock_.Now() + absl::Hours(1));
+  const KubernetesIdentity id = Frontend();
   client_->Answer(AuthenticatedAs(id.subject));
   client_->Hold();
   Verdicts verdicts;
@@ -447,13 +460,10 @@ TEST_F(TokenReviewerTest, AReviewNeverBlocksItsCaller) {
 
 TEST_F(TokenReviewerTest, CallsWithOneTokenShareOneRequest) {
   ASSERT_NO_FATAL_FAILURE(Make(absl::Seconds(10)));
-  const KubernetesIdentity id =
-      Identity("shop", "frontend", clock_.Now() + absl::Hours(1));
+  const KubernetesIdentity id = Frontend();
   client_->Answer(AuthenticatedAs(id.subject));
-  client_->Hold();
   Verdicts verdicts;
-  reviewer_->ReviewAsync("tok", id, verdicts.Add());
-  ASSERT_TRUE(client_->AwaitInProgress(1));
+  ASSERT_NO_FATAL_FAILURE(StartHeld("tok", id, &verdicts));
   for (int i = 0; i < 4; ++i) reviewer_->ReviewAsync("tok", id, verdicts.Add());
   client_->Release();
   ASSERT_TRUE(verdicts.Await(5));
@@ -471,13 +481,10 @@ TEST_F(TokenReviewerTest, CallsWithOneTokenShareOneRequest) {
 
 TEST_F(TokenReviewerTest, ASharedRefusalIsStillNeverCached) {
   ASSERT_NO_FATAL_FAILURE(Make(absl::Seconds(10)));
-  const KubernetesIdentity id =
-      Identity("shop", "frontend", clock_.Now() + absl::Hours(1));
+  const KubernetesIdentity id = Frontend();
   client_->Answer(NotAuthenticated());
-  client_->Hold();
   Verdicts verdicts;
-  reviewer_->ReviewAsync("tok", id, verdicts.Add());
-  ASSERT_TRUE(client_->AwaitInProgress(1));
+  ASSERT_NO_FATAL_FAILURE(StartHeld("tok", id, &verdicts));
   reviewer_->ReviewAsync("tok", id, verdicts.Add());
   client_->Release();
   ASSERT_TRUE(verdicts.Await(2));
@@ -492,13 +499,10 @@ TEST_F(TokenReviewerTest, ASharedRefusalIsStillNeverCached) {
 
 TEST_F(TokenReviewerTest, ACallClaimingAnotherIdentityDoesNotJoin) {
   ASSERT_NO_FATAL_FAILURE(Make(absl::Seconds(10)));
-  const KubernetesIdentity frontend =
-      Identity("shop", "frontend", clock_.Now() + absl::Hours(1));
+  const KubernetesIdentity frontend = Frontend();
   client_->Answer(AuthenticatedAs(frontend.subject));
-  client_->Hold();
   Verdicts verdicts;
-  reviewer_->ReviewAsync("tok", frontend, verdicts.Add());
-  ASSERT_TRUE(client_->AwaitInProgress(1));
+  ASSERT_NO_FATAL_FAILURE(StartHeld("tok", frontend, &verdicts));
   reviewer_->ReviewAsync(
       "tok", Identity("shop", "admin", clock_.Now() + absl::Hours(1)),
       verdicts.Add());
@@ -516,8 +520,7 @@ TEST_F(TokenReviewerTest, ACallClaimingAnotherIdentityDoesNotJoin) {
 
 TEST_F(TokenReviewerTest, ReviewsOfDifferentTokensRunSideBySide) {
   ASSERT_NO_FATAL_FAILURE(Make(absl::Seconds(10), 10000, /*max_concurrent=*/2));
-  const KubernetesIdentity id =
-      Identity("shop", "frontend", clock_.Now() + absl::Hours(1));
+  const KubernetesIdentity id = Frontend();
   client_->Answer(AuthenticatedAs(id.subject));
   client_->Hold();
   Verdicts verdicts;
@@ -535,13 +538,10 @@ TEST_F(TokenReviewerTest, ReviewsOfDifferentTokensRunSideBySide) {
 TEST_F(TokenReviewerTest, TheLineIsBounded) {
   ASSERT_NO_FATAL_FAILURE(Make(absl::Seconds(10), 10000, /*max_concurrent=*/1,
                                /*max_waiting=*/3));
-  const KubernetesIdentity id =
-      Identity("shop", "frontend", clock_.Now() + absl::Hours(1));
+  const KubernetesIdentity id = Frontend();
   client_->Answer(AuthenticatedAs(id.subject));
-  client_->Hold();
   Verdicts verdicts;
-  reviewer_->ReviewAsync("tok0", id, verdicts.Add());
-  ASSERT_TRUE(client_->AwaitInProgress(1));
+  ASSERT_NO_FATAL_FAILURE(StartHeld("tok0", id, &verdicts));
   reviewer_->ReviewAsync("tok1", id, verdicts.Add());
   reviewer_->ReviewAsync("tok1", id, verdicts.Add());  // joins
   // A fourth waiting call, with a new token or a known one, is refused at
@@ -567,13 +567,10 @@ TEST_F(TokenReviewerTest, TheLineIsBounded) {
 
 TEST_F(TokenReviewerTest, AReviewThatWaitedPastTheTimeoutIsNotSent) {
   ASSERT_NO_FATAL_FAILURE(Make(absl::Seconds(10), 10000, /*max_concurrent=*/1));
-  const KubernetesIdentity id =
-      Identity("shop", "frontend", clock_.Now() + absl::Hours(1));
+  const KubernetesIdentity id = Frontend();
   client_->Answer(AuthenticatedAs(id.subject));
-  client_->Hold();
   Verdicts first, second;
-  reviewer_->ReviewAsync("tok0", id, first.Add());
-  ASSERT_TRUE(client_->AwaitInProgress(1));
+  ASSERT_NO_FATAL_FAILURE(StartHeld("tok0", id, &first));
   reviewer_->ReviewAsync("tok1", id, second.Add());
   clock_.Advance(absl::Seconds(4));  // the timeout is 3 s
   client_->Release();
@@ -589,13 +586,10 @@ TEST_F(TokenReviewerTest, AReviewThatWaitedPastTheTimeoutIsNotSent) {
 
 TEST_F(TokenReviewerTest, StoppingAnswersEveryWaitingCall) {
   ASSERT_NO_FATAL_FAILURE(Make(absl::Seconds(10), 10000, /*max_concurrent=*/1));
-  const KubernetesIdentity id =
-      Identity("shop", "frontend", clock_.Now() + absl::Hours(1));
+  const KubernetesIdentity id = Frontend();
   client_->Answer(AuthenticatedAs(id.subject));
-  client_->Hold();
   Verdicts sent, in_line;
-  reviewer_->ReviewAsync("tok0", id, sent.Add());
-  ASSERT_TRUE(client_->AwaitInProgress(1));
+  ASSERT_NO_FATAL_FAILURE(StartHeld("tok0", id, &sent));
   reviewer_->ReviewAsync("tok1", id, in_line.Add());
   std::thread stop([this] { reviewer_.reset(); });
   // The destructor marks the reviewer stopping at once, then waits for the
