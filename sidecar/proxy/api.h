@@ -140,6 +140,14 @@ class ConnectionSecurity {  // thread-safe; called on worker threads
     Kind kind = Kind::kNone;
   };
   virtual Refusal HandshakeRefusal(SSL* ssl) { return Refusal(); }
+
+  // After PeerIdentity succeeded on a connection whose handshake was under
+  // way when the proxy was told to drain connections of older credentials
+  // (a new trust bundle, whose CRL may revoke this very peer): the peer's
+  // chain checked again under the credentials current now. A refusal
+  // (kind other than kNone) closes the connection (server side) / fails
+  // its calls (client side), and counts as the handshake refusal it is.
+  virtual Refusal RecheckPeer(SSL* ssl) { return Refusal(); }
 };
 
 }  // namespace meshguard::sidecar::proxy

@@ -554,12 +554,29 @@ void DownstreamConnection::OnConnected() {
       Close(false);
       return;
     }
+    if (recheck_peer_) {
+      ConnectionSecurity::Refusal refusal =
+          worker_->security()->RecheckPeer(ssl_);
+      if (refusal.kind != ConnectionSecurity::Refusal::Kind::kNone) {
+        if (refusal.kind == ConnectionSecurity::Refusal::Kind::kIdentity) {
+          counters.downstream_handshake_identity_rejected.Add();
+        } else {
+          counters.downstream_handshake_tls_error.Add();
+        }
+        Close(false);
+        return;
+      }
+    }
     context_.peer_identity = *peer;
     credentials_ = worker_->security()->Credentials(ssl_);
     context_.xfcc = ForwardedClientCert(ssl_, config_.local_identity,
                                         context_.peer_identity);
   }
-  if (!StartSession(Http2Session::Role::kServer).ok()) Close(false);
+  if (!StartSession(Http2Session::Role::kServer).ok()) {
+    Close(false);
+    return;
+  }
+  if (recheck_peer_) StartDrain();
 }
 
 void DownstreamConnection::OnTransportError(const std::string& reason,
@@ -591,6 +608,14 @@ void DownstreamConnection::OnSessionDone(absl::Status) { Close(true); }
 
 void DownstreamConnection::StartDrain() {
   if (draining_ || closed_) return;
+  if (handshaking() && !connected_) {
+    // Closing now would cut the peer off without an alert. The handshake
+    // runs under the credentials being replaced, so the peer is checked
+    // again under the new ones once it completes (OnConnected), and only
+    // then drained.
+    recheck_peer_ = true;
+    return;
+  }
   draining_ = true;
   if (session_ == nullptr) {
     Close(false);
@@ -718,6 +743,22 @@ void UpstreamConnection::OnConnected() {
       Fail(absl::StrCat("handshake failure: ", target_.address, ": ",
                         peer.status().message()));
       return;
+    }
+    if (draining_) {
+      // Drained while connecting: it still serves the calls waiting for
+      // it, but only if the peer passes under the credentials current now.
+      ConnectionSecurity::Refusal refusal =
+          worker_->security()->RecheckPeer(ssl_);
+      if (refusal.kind != ConnectionSecurity::Refusal::Kind::kNone) {
+        if (refusal.kind == ConnectionSecurity::Refusal::Kind::kIdentity) {
+          worker_->counters().upstream_handshake_identity_rejected.Add();
+        } else {
+          worker_->counters().upstream_handshake_tls_error.Add();
+        }
+        Fail(absl::StrCat("handshake failure: ", target_.address, ": ",
+                          refusal.message));
+        return;
+      }
     }
     credentials_ = worker_->security()->Credentials(ssl_);
   }

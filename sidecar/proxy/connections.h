@@ -65,6 +65,8 @@ class Connection : public Deletable, public Transport, public SessionCallbacks {
   // After a failed handshake: what we refused of the peer, if anything
   // (see ConnectionSecurity::HandshakeRefusal).
   ConnectionSecurity::Refusal::Kind HandshakeRefusalKind() const;
+  // The TLS handshake has started and not finished.
+  bool handshaking() const { return handshaking_; }
   // Takes over the connected, non-blocking socket `fd` and starts reading.
   // With `ssl`, runs the TLS handshake in the given role first; without,
   // the connection is up at once (the caller then calls OnConnected).
@@ -89,6 +91,10 @@ class Connection : public Deletable, public Transport, public SessionCallbacks {
   CredentialInfo credentials_;
   bool connected_ = false;
   bool draining_ = false;
+  // A drain was asked for while the TLS handshake was under way: once it
+  // completes, the peer is checked again (ConnectionSecurity::RecheckPeer)
+  // before the connection is used, then drained.
+  bool recheck_peer_ = false;
   bool closed_ = false;
   bool final_closed_ = false;
   // What ContinueHandshake learned of a failed handshake, kept for

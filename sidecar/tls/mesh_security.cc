@@ -1,9 +1,12 @@
 #include "sidecar/tls/mesh_security.h"
 
 #include <algorithm>
+#include <string>
+#include <vector>
 
 #include "identity/crypto/certificate.h"
 #include "identity/crypto/tls_context.h"
+#include "identity/crypto/verifier.h"
 
 namespace meshguard::sidecar {
 namespace {
@@ -24,6 +27,14 @@ int CredsIndex() {
 const TlsCredentials* CredsOf(SSL* ssl) {
   auto* holder = static_cast<CredsHolder*>(SSL_get_ex_data(ssl, CredsIndex()));
   return holder == nullptr ? nullptr : holder->get();
+}
+
+// What a verifier failure label (crypto::VerifyFailureLabel) refused.
+proxy::ConnectionSecurity::Refusal::Kind RefusalKind(const std::string& label) {
+  using Kind = proxy::ConnectionSecurity::Refusal::Kind;
+  if (label == "svid" || label == "unexpected_peer") return Kind::kIdentity;
+  if (label == "alpn") return Kind::kAlpn;
+  return Kind::kChain;
 }
 
 }  // namespace
@@ -74,11 +85,44 @@ proxy::ConnectionSecurity::Refusal MeshConnectionSecurity::HandshakeRefusal(
   Refusal refusal;
   refusal.message = crypto::VerifyFailureMessage(ssl);
   const std::string label = crypto::VerifyFailureLabel(ssl);
-  if (label.empty()) return refusal;
-  refusal.kind = label == "svid" || label == "unexpected_peer"
-                     ? Refusal::Kind::kIdentity
-                 : label == "alpn" ? Refusal::Kind::kAlpn
-                                   : Refusal::Kind::kChain;
+  if (!label.empty()) refusal.kind = RefusalKind(label);
+  return refusal;
+}
+
+proxy::ConnectionSecurity::Refusal MeshConnectionSecurity::RecheckPeer(
+    SSL* ssl) {
+  Refusal refusal;
+  CredsHolder creds = store_->Current();
+  if (creds == nullptr || creds->bundle == nullptr) {
+    refusal.kind = Refusal::Kind::kChain;
+    refusal.message = "no valid identity held by this sidecar";
+    return refusal;
+  }
+  X509* leaf = crypto::PeerLeaf(ssl);
+  if (leaf == nullptr) {
+    refusal.kind = Refusal::Kind::kChain;
+    refusal.message = "peer presented no certificate";
+    return refusal;
+  }
+  // A client's view of the chain holds the leaf, a server's does not.
+  std::vector<X509*> intermediates;
+  if (STACK_OF(X509)* chain = SSL_get_peer_cert_chain(ssl)) {
+    for (size_t i = 0; i < static_cast<size_t>(sk_X509_num(chain)); ++i) {
+      X509* c = sk_X509_value(chain, i);
+      if (X509_cmp(c, leaf) != 0) intermediates.push_back(c);
+    }
+  }
+  crypto::VerifyOptions options;
+  options.at = absl::Now();
+  absl::StatusOr<crypto::SpiffeId> id =
+      crypto::VerifyX509Svid(leaf, intermediates, *creds->bundle, options);
+  if (!id.ok()) {
+    refusal.message = std::string(id.status().message());
+    const size_t colon = refusal.message.find(':');
+    refusal.kind = RefusalKind(colon == std::string::npos
+                                   ? "verify"
+                                   : refusal.message.substr(0, colon));
+  }
   return refusal;
 }
 

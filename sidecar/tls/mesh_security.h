@@ -24,6 +24,9 @@ class MeshConnectionSecurity final : public proxy::ConnectionSecurity {
       SSL* ssl, const proxy::UpstreamTarget* target_or_null) override;
   proxy::CredentialInfo Credentials(SSL* ssl) override;
   Refusal HandshakeRefusal(SSL* ssl) override;
+  // The peer's chain through the same checks as at the handshake
+  // (crypto::VerifyX509Svid), against the trust bundle current now.
+  Refusal RecheckPeer(SSL* ssl) override;
 
  private:
   SSL* NewSsl(bool server);

@@ -14,17 +14,20 @@
 // control (a good certificate gets the server's SETTINGS frame) shows the
 // probe itself works.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <functional>
 #include <memory>
@@ -114,7 +117,17 @@ std::string Http2Preface() {
 // `key` (both may be empty/null: no client certificate), sends the HTTP/2
 // preface and reads until the server says something or closes. The server's
 // certificate is not checked: only the server's verdict on ours matters.
-Probe TlsProbe(int port, const std::string& chain_pem, EVP_PKEY* key) {
+// With `mid_handshake`, the client stops once the server has answered its
+// ClientHello (the server then waits for our certificate), runs it, and
+// goes on.
+Probe TlsProbe(int port, const std::string& chain_pem, EVP_PKEY* key,
+               const std::function<void()>& mid_handshake = nullptr) {
+  // A server that closes on us must fail the write, not kill the test.
+  static const bool kIgnoreSigpipe = [] {
+    signal(SIGPIPE, SIG_IGN);
+    return true;
+  }();
+  (void)kIgnoreSigpipe;
   Probe probe;
   ERR_clear_error();
   crypto::SslCtxPtr ctx(SSL_CTX_new(TLS_client_method()));
@@ -152,6 +165,19 @@ Probe TlsProbe(int port, const std::string& chain_pem, EVP_PKEY* key) {
   const int fd = *connected;
   crypto::SslPtr ssl(SSL_new(ctx.get()));
   SSL_set_fd(ssl.get(), fd);
+  if (mid_handshake != nullptr) {
+    const int flags = fcntl(fd, F_GETFL);
+    fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    SSL_connect(ssl.get());  // the ClientHello; wants to read
+    pollfd readable{fd, POLLIN, 0};
+    if (poll(&readable, 1, 5000) != 1) {
+      probe.detail = "no answer to the ClientHello within 5 s";
+      close(fd);
+      return probe;
+    }
+    mid_handshake();
+    fcntl(fd, F_SETFL, flags);
+  }
   if (SSL_connect(ssl.get()) != 1) {
     probe.closed = true;
     probe.detail = absl::StrCat("handshake: ", OpensslErrors());
@@ -320,6 +346,32 @@ class SidecarIdentityTest : public ::testing::Test {
 
   double InboundFailures() const {
     return server_->MetricSum(kInboundFailures, {"side=\"inbound\""});
+  }
+
+  // Revokes `serial` and waits until the server sidecar has drained the
+  // connections of the old bundle (the one in its handshake included).
+  void RevokeAndAwaitDrain(const std::string& serial) {
+    const int64_t sequence = server_->BundleSequence();
+    const double drained = server_->MetricSum(
+        "meshguard_connections_drained_for_credentials_total", {});
+    RunResult revoke = mesh_->ca().Ctl(
+        {"revoke", "--serial", serial, "--reason", "mid-handshake test"});
+    ASSERT_TRUE(revoke.status.Success()) << revoke.ToString();
+    ASSERT_TRUE(meshguard::testing::WaitFor(
+        [&] {
+          return server_->BundleSequence() > sequence &&
+                 server_->MetricSum(
+                     "meshguard_connections_drained_for_credentials_total",
+                     {}) > drained;
+        },
+        absl::Seconds(4), absl::Milliseconds(50)))
+        << "the server sidecar did not drain for the new bundle in time "
+           "(its handshake timeout is 5 s)";
+  }
+
+  double InboundChainFailures() const {
+    return server_->MetricSum(kInboundFailures,
+                              {"side=\"inbound\"", "reason=\"tls_error\""});
   }
 
   // Runs `probe`, expects it refused and counted as a handshake failure.
@@ -544,6 +596,43 @@ TEST_F(SidecarIdentityTest, RevokedCertificateIsRefusedOnceTheBundleArrives) {
     return TlsProbe(server_->inbound_port(), issued->ChainPem(),
                     issued->key.get());
   });
+}
+
+// A handshake under way when a new bundle arrives is not cut off: it
+// completes, the client is checked again under the new bundle and, when it
+// passes, gets HTTP/2 (then GOAWAY, as every connection of the old bundle).
+// Without the check again, its handshake would have used the old CRL.
+TEST_F(SidecarIdentityTest, AnotherPeersRevocationLetsTheHandshakeFinish) {
+  absl::StatusOr<client::IssuedCertificate> bystander =
+      mesh_->ca().IssueFor(MeshSpiffeId("mid-handshake-bystander"));
+  ASSERT_TRUE(bystander.ok()) << bystander.status();
+  absl::StatusOr<client::IssuedCertificate> other =
+      mesh_->ca().IssueFor(MeshSpiffeId("mid-handshake-other"));
+  ASSERT_TRUE(other.ok()) << other.status();
+  const double failures = InboundFailures();
+  Probe p = TlsProbe(server_->inbound_port(), bystander->ChainPem(),
+                     bystander->key.get(),
+                     [&] { RevokeAndAwaitDrain(other->serial); });
+  EXPECT_TRUE(p.handshake_ok) << p.ToString();
+  EXPECT_TRUE(p.GotHttp2()) << p.ToString();
+  EXPECT_EQ(InboundFailures(), failures);
+}
+
+TEST_F(SidecarIdentityTest, ThePeersOwnRevocationRefusesIt) {
+  absl::StatusOr<client::IssuedCertificate> issued =
+      mesh_->ca().IssueFor(MeshSpiffeId("mid-handshake-revoked"));
+  ASSERT_TRUE(issued.ok()) << issued.status();
+  const double chain_failures = InboundChainFailures();
+  Probe p =
+      TlsProbe(server_->inbound_port(), issued->ChainPem(), issued->key.get(),
+               [&] { RevokeAndAwaitDrain(issued->serial); });
+  EXPECT_TRUE(p.Refused()) << p.ToString();
+  EXPECT_FALSE(p.GotHttp2()) << p.ToString();
+  EXPECT_TRUE(meshguard::testing::WaitFor(
+      [&] { return InboundChainFailures() > chain_failures; }, absl::Seconds(3),
+      absl::Milliseconds(50)))
+      << "counted as " << kInboundFailures
+      << "{side=\"inbound\",reason=\"tls_error\"}";
 }
 
 // A connection does not outlive its peer's revocation: once the CRL naming

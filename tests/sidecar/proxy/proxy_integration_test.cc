@@ -1,6 +1,12 @@
 // grpc client -> proxy A (outbound h2c listener) -> mTLS -> proxy B (inbound
 // TLS listener) -> echo_server, all on 127.0.0.1 with ephemeral ports.
+#include <arpa/inet.h>
+#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <iostream>
@@ -591,6 +597,111 @@ TEST_F(ProxyIntegrationTest, CredentialDrainMovesCallsToFreshConnections) {
   ASSERT_TRUE(call().ok());
   EXPECT_GT(outbound_->TotalCounters().upstream_connections_total,
             before.upstream_connections_total);
+}
+
+// A TLS client of proxy B's inbound listener that stops half-way through
+// its handshake: it has sent its ClientHello and B has answered, so B's
+// side of the handshake waits for the client's certificate and Finished.
+class PausedTlsClient {
+ public:
+  ~PausedTlsClient() {
+    ssl_.reset();
+    if (fd_ >= 0) close(fd_);
+  }
+
+  // Connects and stops once B's first flight has arrived.
+  void Start(int port, SSL* ssl) {
+    ssl_.reset(ssl);
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(fd_, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)),
+              0);
+    ASSERT_EQ(fcntl(fd_, F_SETFL, O_NONBLOCK), 0);
+    SSL_set_fd(ssl_.get(), fd_);
+    const unsigned char alpn[] = {2, 'h', '2'};
+    SSL_set_alpn_protos(ssl_.get(), alpn, sizeof(alpn));
+    ASSERT_EQ(SSL_connect(ssl_.get()), -1);  // ClientHello sent
+    pollfd p{fd_, POLLIN, 0};
+    ASSERT_EQ(poll(&p, 1, 5000), 1) << "no ServerHello within 5 s";
+  }
+
+  // Finishes the handshake, sends the HTTP/2 preface and SETTINGS, and
+  // returns the frame types B sends until it closes or 3 s pass.
+  std::vector<int> FinishAndReadFrames() {
+    std::vector<int> types;
+    fcntl(fd_, F_SETFL, 0);
+    timeval tv{3, 0};
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (SSL_connect(ssl_.get()) != 1) return types;
+    static const char kPreface[] =
+        "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\4\0\0\0\0\0";
+    if (SSL_write(ssl_.get(), kPreface, sizeof(kPreface) - 1) <= 0) {
+      return types;
+    }
+    std::string in;
+    char buf[4096];
+    for (;;) {
+      int n = SSL_read(ssl_.get(), buf, sizeof(buf));
+      if (n <= 0) break;
+      in.append(buf, static_cast<size_t>(n));
+      while (in.size() >= 9) {
+        const size_t length = (static_cast<uint8_t>(in[0]) << 16) |
+                              (static_cast<uint8_t>(in[1]) << 8) |
+                              static_cast<uint8_t>(in[2]);
+        if (in.size() < 9 + length) break;
+        types.push_back(static_cast<uint8_t>(in[3]));
+        in.erase(0, 9 + length);
+      }
+    }
+    return types;
+  }
+
+ private:
+  crypto::SslPtr ssl_;
+  int fd_ = -1;
+};
+
+constexpr int kFrameSettings = 4;
+constexpr int kFrameGoaway = 7;
+
+// A new trust bundle drains every connection made under the old one. One
+// still in its handshake is not cut off (the client would see its
+// connection reset, with no alert): it finishes, its peer is checked again
+// under the new credentials, and then it is drained with GOAWAY.
+TEST_F(ProxyIntegrationTest, ADrainDuringAHandshakeChecksThePeerAgain) {
+  const int rechecks = server_security_->rechecks();
+  const CounterValues before = inbound_->TotalCounters();
+  PausedTlsClient client;
+  ASSERT_NO_FATAL_FAILURE(client.Start(
+      inbound_port_, client_security_->NewClientSsl(UpstreamTarget{})));
+  inbound_->DrainCredentialsOlderThan(2);
+  std::vector<int> frames = client.FinishAndReadFrames();
+  EXPECT_THAT(frames, ::testing::Contains(kFrameSettings));
+  EXPECT_THAT(frames, ::testing::Contains(kFrameGoaway));
+  EXPECT_EQ(server_security_->rechecks(), rechecks + 1);
+  EXPECT_EQ(inbound_->TotalCounters().downstream_handshake_tls_error,
+            before.downstream_handshake_tls_error);
+}
+
+// ... and one whose peer the new credentials refuse (its certificate was
+// revoked by the very bundle that started the drain) is closed before any
+// HTTP/2 frame, as a refused handshake is.
+TEST_F(ProxyIntegrationTest, ADrainDuringAHandshakeRefusesARevokedPeer) {
+  const CounterValues before = inbound_->TotalCounters();
+  server_security_->set_refuse_recheck(true);
+  PausedTlsClient client;
+  ASSERT_NO_FATAL_FAILURE(client.Start(
+      inbound_port_, client_security_->NewClientSsl(UpstreamTarget{})));
+  inbound_->DrainCredentialsOlderThan(2);
+  std::vector<int> frames = client.FinishAndReadFrames();
+  server_security_->set_refuse_recheck(false);
+  EXPECT_THAT(frames, ::testing::IsEmpty());
+  EXPECT_EQ(inbound_->TotalCounters().downstream_handshake_tls_error,
+            before.downstream_handshake_tls_error + 1);
 }
 
 // Not a benchmark (fastbuild, shared CPU): prints rough numbers so that a

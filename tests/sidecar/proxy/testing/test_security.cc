@@ -194,6 +194,16 @@ absl::StatusOr<std::string> TestSecurity::PeerIdentity(
   return id;
 }
 
+ConnectionSecurity::Refusal TestSecurity::RecheckPeer(SSL*) {
+  ++rechecks_;
+  Refusal refusal;
+  if (refuse_recheck_) {
+    refusal.kind = Refusal::Kind::kChain;
+    refusal.message = "crl: certificate is revoked (test)";
+  }
+  return refusal;
+}
+
 CredentialInfo TestSecurity::Credentials(SSL*) {
   return CredentialInfo{version_, expires_at_};
 }

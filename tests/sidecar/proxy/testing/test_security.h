@@ -6,6 +6,7 @@
 #ifndef MESHGUARD_TESTS_SIDECAR_PROXY_TESTING_TEST_SECURITY_H_
 #define MESHGUARD_TESTS_SIDECAR_PROXY_TESTING_TEST_SECURITY_H_
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -47,12 +48,19 @@ class TestSecurity final : public ConnectionSecurity {
   absl::StatusOr<std::string> PeerIdentity(
       SSL* ssl, const UpstreamTarget* target_or_null) override;
   CredentialInfo Credentials(SSL* ssl) override;
+  // Counts the rechecks; refuses the peer's chain while refuse_recheck.
+  Refusal RecheckPeer(SSL* ssl) override;
+
+  void set_refuse_recheck(bool refuse) { refuse_recheck_ = refuse; }
+  int rechecks() const { return rechecks_; }
 
  private:
   crypto::SslCtxPtr server_ctx_;
   crypto::SslCtxPtr client_ctx_;
   uint64_t version_ = 1;
   absl::Time expires_at_;
+  std::atomic<bool> refuse_recheck_{false};
+  std::atomic<int> rechecks_{0};
 };
 
 // The URI SAN of `cert`, or an error.
