@@ -447,7 +447,7 @@ absl::Status RunSidecar(const SidecarConfig& config,
       "meshguard_connections_drained_for_credentials_total",
       "Connections drained (GOAWAY, then closed once idle) because a "
       "certificate on them was about to expire or a new trust bundle "
-      "(roots, CRL) arrived.",
+      "(roots, CRL) no longer accepts the peer's.",
       {});
   sync.Add(drained->WithLabels({}), [p] {
     return p->TotalCounters().connections_drained_for_credentials;
@@ -469,9 +469,10 @@ absl::Status RunSidecar(const SidecarConfig& config,
       .Add("workers", static_cast<int64_t>(config.workers()))
       .Emit();
 
-  // 7. Until a signal: new trust bundles (a new CRL, a root change) drain
-  // connections authenticated under the old one, so a revoked peer's
-  // connection does not live on.
+  // 7. Until a signal: on a new trust bundle (a new CRL, a root change),
+  // the peers of connections authenticated under the old one are checked
+  // again, and those the new one refuses are drained, so a revoked peer's
+  // connection does not live on; the others carry on.
   uint64_t bundle_sequence = creds->bundle_sequence;
   while (true) {
     bool stop = false;
@@ -480,9 +481,14 @@ absl::Status RunSidecar(const SidecarConfig& config,
     std::shared_ptr<const TlsCredentials> now = store.Current();
     if (now != nullptr && now->bundle_sequence != bundle_sequence) {
       bundle_sequence = now->bundle_sequence;
-      proxy->DrainCredentialsOlderThan(now->version);
-      util::LogLine("info", "bundle_changed_draining")
+      const proxy::RecheckCounts counts =
+          proxy->RecheckPeersOlderThan(now->version);
+      util::LogLine("info", "bundle_changed")
           .Add("sequence", static_cast<int64_t>(bundle_sequence))
+          .Add("connections_kept", static_cast<int64_t>(counts.kept))
+          .Add("connections_drained", static_cast<int64_t>(counts.drained))
+          .Add("connections_in_handshake",
+               static_cast<int64_t>(counts.in_handshake))
           .Emit();
     }
   }

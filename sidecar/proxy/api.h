@@ -109,6 +109,13 @@ class RequestFilter {
 // The credentials a connection was authenticated with: the proxy GOAWAYs a
 // connection before they expire, or on request when a newer version exists,
 // so that a connection never outlives its certificates.
+// What Proxy::RecheckPeersOlderThan did with the connections it checked.
+struct RecheckCounts {
+  int kept = 0;          // the peer passed under the new bundle
+  int drained = 0;       // it did not: GOAWAY
+  int in_handshake = 0;  // checked when the handshake completes
+};
+
 struct CredentialInfo {
   uint64_t version = 0;
   absl::Time expires_at = absl::InfiniteFuture();
@@ -141,12 +148,13 @@ class ConnectionSecurity {  // thread-safe; called on worker threads
   };
   virtual Refusal HandshakeRefusal(SSL* ssl) { return Refusal(); }
 
-  // After PeerIdentity succeeded on a connection whose handshake was under
-  // way when the proxy was told to drain connections of older credentials
-  // (a new trust bundle, whose CRL may revoke this very peer): the peer's
-  // chain checked again under the credentials current now. A refusal
-  // (kind other than kNone) closes the connection (server side) / fails
-  // its calls (client side), and counts as the handshake refusal it is.
+  // The peer's chain of a connection made under an older trust bundle,
+  // checked again under the credentials current now (the new bundle's CRL
+  // may revoke it, or its root may be gone): for established connections
+  // when a new bundle arrives, and for those whose handshake was under way
+  // then, once it completes. A refusal (kind other than kNone) drains an
+  // established connection, and closes one just handshaken (server side) /
+  // fails its calls (client side), counted as the handshake refusal it is.
   virtual Refusal RecheckPeer(SSL* ssl) { return Refusal(); }
 };
 

@@ -453,6 +453,22 @@ void Connection::OnIdleTimeout(evutil_socket_t, short, void* arg) {
   if (!self->closed_) self->StartDrain();
 }
 
+Connection::Recheck Connection::RecheckPeer(uint64_t version) {
+  if (!connected_) {
+    // The handshake runs under the old bundle; the peer is checked once it
+    // completes (OnConnected), before the connection carries a call.
+    recheck_peer_ = true;
+    return Recheck::kDeferred;
+  }
+  ConnectionSecurity::Refusal refusal = worker_->security()->RecheckPeer(ssl_);
+  if (refusal.kind == ConnectionSecurity::Refusal::Kind::kNone) {
+    credentials_.version = version;
+    return Recheck::kKept;
+  }
+  StartDrain();
+  return Recheck::kDrained;
+}
+
 void Connection::Close(bool flush) {
   if (closed_) return;
   closed_ = true;
@@ -572,11 +588,7 @@ void DownstreamConnection::OnConnected() {
     context_.xfcc = ForwardedClientCert(ssl_, config_.local_identity,
                                         context_.peer_identity);
   }
-  if (!StartSession(Http2Session::Role::kServer).ok()) {
-    Close(false);
-    return;
-  }
-  if (recheck_peer_) StartDrain();
+  if (!StartSession(Http2Session::Role::kServer).ok()) Close(false);
 }
 
 void DownstreamConnection::OnTransportError(const std::string& reason,
@@ -608,14 +620,6 @@ void DownstreamConnection::OnSessionDone(absl::Status) { Close(true); }
 
 void DownstreamConnection::StartDrain() {
   if (draining_ || closed_) return;
-  if (handshaking() && !connected_) {
-    // Closing now would cut the peer off without an alert. The handshake
-    // runs under the credentials being replaced, so the peer is checked
-    // again under the new ones once it completes (OnConnected), and only
-    // then drained.
-    recheck_peer_ = true;
-    return;
-  }
   draining_ = true;
   if (session_ == nullptr) {
     Close(false);
@@ -744,9 +748,9 @@ void UpstreamConnection::OnConnected() {
                         peer.status().message()));
       return;
     }
-    if (draining_) {
-      // Drained while connecting: it still serves the calls waiting for
-      // it, but only if the peer passes under the credentials current now.
+    if (recheck_peer_) {
+      // The trust bundle changed while connecting: the calls waiting for
+      // this connection go to the peer only if it passes under the new one.
       ConnectionSecurity::Refusal refusal =
           worker_->security()->RecheckPeer(ssl_);
       if (refusal.kind != ConnectionSecurity::Refusal::Kind::kNone) {

@@ -46,6 +46,13 @@ class Connection : public Deletable, public Transport, public SessionCallbacks {
   bool is_tls() const { return ssl_ != nullptr; }
   const CredentialInfo& credentials() const { return credentials_; }
   bool draining() const { return draining_; }
+  // The trust bundle changed (credentials `version`). A connected TLS
+  // connection whose peer still passes (ConnectionSecurity::RecheckPeer)
+  // carries on, as of `version`; one whose peer does not (revoked, or its
+  // root gone) is drained. One still in its handshake checks its peer once
+  // the handshake completes, and is closed then if it fails.
+  enum class Recheck { kKept, kDrained, kDeferred };
+  Recheck RecheckPeer(uint64_t version);
   // Closes now; with `flush`, what is queued is written first (bounded).
   void Close(bool flush);
 
@@ -65,8 +72,6 @@ class Connection : public Deletable, public Transport, public SessionCallbacks {
   // After a failed handshake: what we refused of the peer, if anything
   // (see ConnectionSecurity::HandshakeRefusal).
   ConnectionSecurity::Refusal::Kind HandshakeRefusalKind() const;
-  // The TLS handshake has started and not finished.
-  bool handshaking() const { return handshaking_; }
   // Takes over the connected, non-blocking socket `fd` and starts reading.
   // With `ssl`, runs the TLS handshake in the given role first; without,
   // the connection is up at once (the caller then calls OnConnected).
@@ -91,9 +96,9 @@ class Connection : public Deletable, public Transport, public SessionCallbacks {
   CredentialInfo credentials_;
   bool connected_ = false;
   bool draining_ = false;
-  // A drain was asked for while the TLS handshake was under way: once it
-  // completes, the peer is checked again (ConnectionSecurity::RecheckPeer)
-  // before the connection is used, then drained.
+  // The trust bundle changed while the TLS handshake was under way: once
+  // it completes, the peer is checked again (ConnectionSecurity::
+  // RecheckPeer) before the connection carries a call.
   bool recheck_peer_ = false;
   bool closed_ = false;
   bool final_closed_ = false;

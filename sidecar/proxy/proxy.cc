@@ -81,22 +81,31 @@ void Proxy::Drain(absl::Time deadline) {
   Stop();
 }
 
-void Proxy::DrainCredentialsOlderThan(uint64_t version) {
-  if (stopped_) return;
+RecheckCounts Proxy::RecheckPeersOlderThan(uint64_t version) {
+  RecheckCounts total;
+  if (stopped_) return total;
   // Shared with the tasks: a task that runs after a timed-out wait must not
   // touch this frame.
-  auto done =
-      std::make_shared<std::vector<absl::Notification>>(workers_.size());
+  struct Slot {
+    absl::Notification done;
+    RecheckCounts counts;
+  };
+  auto slots = std::make_shared<std::vector<Slot>>(workers_.size());
   for (size_t i = 0; i < workers_.size(); ++i) {
     Worker* w = workers_[i].get();
-    w->RunInLoop([w, version, done, i] {
-      w->DrainCredentialsOlderThan(version);
-      (*done)[i].Notify();
+    w->RunInLoop([w, version, slots, i] {
+      (*slots)[i].counts = w->RecheckPeersOlderThan(version);
+      (*slots)[i].done.Notify();
     });
   }
   const absl::Time deadline = absl::Now() + absl::Seconds(5);
-  for (absl::Notification& n : *done)
-    n.WaitForNotificationWithDeadline(deadline);
+  for (Slot& slot : *slots) {
+    if (!slot.done.WaitForNotificationWithDeadline(deadline)) continue;
+    total.kept += slot.counts.kept;
+    total.drained += slot.counts.drained;
+    total.in_handshake += slot.counts.in_handshake;
+  }
+  return total;
 }
 
 void Proxy::Stop() {

@@ -99,12 +99,16 @@ class Proxy {
   // streams finish until `deadline`, then closes everything and stops the
   // workers. Blocks until done.
   void Drain(absl::Time deadline);
-  // GOAWAYs every TLS connection (both directions) authenticated with
-  // credentials older than `version`; new calls go to fresh connections.
-  // Returns once every worker has marked its connections (or after 5 s if
-  // a worker's loop no longer runs), so a call made after it returns does
-  // not reuse an old connection. Not to be called from a worker's thread.
-  void DrainCredentialsOlderThan(uint64_t version);
+  // After a new trust bundle (credentials `version`): checks the peer of
+  // every TLS connection (both directions) authenticated under an older
+  // one again (ConnectionSecurity::RecheckPeer). Those that pass carry on;
+  // those that fail (a revoked peer, a root taken out of the bundle) get
+  // GOAWAY, and new calls go to fresh connections; those still in their
+  // handshake are checked when it completes. Returns once every worker has
+  // done so (or after 5 s if a worker's loop no longer runs), so a call
+  // made after it returns does not reuse a refused connection. Not to be
+  // called from a worker's thread.
+  RecheckCounts RecheckPeersOlderThan(uint64_t version);
 
   std::vector<CounterValues> WorkerCounters() const;
   CounterValues TotalCounters() const;

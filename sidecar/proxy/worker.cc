@@ -291,14 +291,27 @@ void Worker::BeginDrain() {
   }
 }
 
-void Worker::DrainCredentialsOlderThan(uint64_t version) {
+RecheckCounts Worker::RecheckPeersOlderThan(uint64_t version) {
+  RecheckCounts counts;
   std::vector<Connection*> all(connections_.begin(), connections_.end());
   for (Connection* c : all) {
-    if (c->is_tls() && !c->draining() && c->credentials().version < version) {
-      counters_.connections_drained_for_credentials.Add();
-      c->StartDrain();
+    if (!c->is_tls() || c->draining() || c->credentials().version >= version) {
+      continue;
+    }
+    switch (c->RecheckPeer(version)) {
+      case Connection::Recheck::kKept:
+        ++counts.kept;
+        break;
+      case Connection::Recheck::kDrained:
+        ++counts.drained;
+        counters_.connections_drained_for_credentials.Add();
+        break;
+      case Connection::Recheck::kDeferred:
+        ++counts.in_handshake;
+        break;
     }
   }
+  return counts;
 }
 
 void Worker::OnCredentialTimer(evutil_socket_t, short, void* arg) {

@@ -81,7 +81,8 @@ class Worker final : public Dispatcher {
   uint8_t* plaintext_buffer() { return plaintext_buffer_.get(); }
   void RemoveConnection(Connection* c) { connections_.erase(c); }
   void BeginDrain();
-  void DrainCredentialsOlderThan(uint64_t version);
+  // Connection::RecheckPeer for every TLS connection older than `version`.
+  RecheckCounts RecheckPeersOlderThan(uint64_t version);
 
   Counters& counters() { return counters_; }
   const Counters& counters() const { return counters_; }
