@@ -469,6 +469,19 @@ Connection::Recheck Connection::RecheckPeer(uint64_t version) {
   return Recheck::kDrained;
 }
 
+bool Connection::PeerPassesRecheck(Counter& identity_rejected,
+                                   Counter& tls_error, std::string* why) {
+  if (!recheck_peer_) return true;
+  ConnectionSecurity::Refusal refusal = worker_->security()->RecheckPeer(ssl_);
+  if (refusal.kind == ConnectionSecurity::Refusal::Kind::kNone) return true;
+  (refusal.kind == ConnectionSecurity::Refusal::Kind::kIdentity
+       ? identity_rejected
+       : tls_error)
+      .Add();
+  if (why != nullptr) *why = std::move(refusal.message);
+  return false;
+}
+
 void Connection::Close(bool flush) {
   if (closed_) return;
   closed_ = true;
@@ -570,18 +583,10 @@ void DownstreamConnection::OnConnected() {
       Close(false);
       return;
     }
-    if (recheck_peer_) {
-      ConnectionSecurity::Refusal refusal =
-          worker_->security()->RecheckPeer(ssl_);
-      if (refusal.kind != ConnectionSecurity::Refusal::Kind::kNone) {
-        if (refusal.kind == ConnectionSecurity::Refusal::Kind::kIdentity) {
-          counters.downstream_handshake_identity_rejected.Add();
-        } else {
-          counters.downstream_handshake_tls_error.Add();
-        }
-        Close(false);
-        return;
-      }
+    if (!PeerPassesRecheck(counters.downstream_handshake_identity_rejected,
+                           counters.downstream_handshake_tls_error, nullptr)) {
+      Close(false);
+      return;
     }
     context_.peer_identity = *peer;
     credentials_ = worker_->security()->Credentials(ssl_);
@@ -748,21 +753,14 @@ void UpstreamConnection::OnConnected() {
                         peer.status().message()));
       return;
     }
-    if (recheck_peer_) {
-      // The trust bundle changed while connecting: the calls waiting for
-      // this connection go to the peer only if it passes under the new one.
-      ConnectionSecurity::Refusal refusal =
-          worker_->security()->RecheckPeer(ssl_);
-      if (refusal.kind != ConnectionSecurity::Refusal::Kind::kNone) {
-        if (refusal.kind == ConnectionSecurity::Refusal::Kind::kIdentity) {
-          worker_->counters().upstream_handshake_identity_rejected.Add();
-        } else {
-          worker_->counters().upstream_handshake_tls_error.Add();
-        }
-        Fail(absl::StrCat("handshake failure: ", target_.address, ": ",
-                          refusal.message));
-        return;
-      }
+    // The calls waiting for this connection go to the peer only if it
+    // passes under the trust bundle current now.
+    std::string why;
+    if (!PeerPassesRecheck(
+            worker_->counters().upstream_handshake_identity_rejected,
+            worker_->counters().upstream_handshake_tls_error, &why)) {
+      Fail(absl::StrCat("handshake failure: ", target_.address, ": ", why));
+      return;
     }
     credentials_ = worker_->security()->Credentials(ssl_);
   }

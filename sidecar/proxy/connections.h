@@ -77,6 +77,11 @@ class Connection : public Deletable, public Transport, public SessionCallbacks {
   // the connection is up at once (the caller then calls OnConnected).
   void Adopt(evutil_socket_t fd, crypto::SslPtr ssl, bool server);
   absl::Status StartSession(Http2Session::Role role);
+  // In OnConnected: true unless the trust bundle changed during the
+  // handshake and the peer fails under the new one; that refusal is counted
+  // on `identity_rejected` or `tls_error`, and `why` (if given) says why.
+  bool PeerPassesRecheck(Counter& identity_rejected, Counter& tls_error,
+                         std::string* why);
   // TLS handshake finished (or plaintext connected).
   virtual void OnConnected() = 0;
   // Error, EOF or timeout before or after the session started.

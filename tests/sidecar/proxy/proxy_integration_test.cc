@@ -189,6 +189,16 @@ class ProxyIntegrationTest : public ::testing::Test {
     return ++version;
   }
 
+  // One small Echo call with a 10 s deadline.
+  static grpc::Status EchoOnce(meshguard::testing::Echo::Stub& stub) {
+    grpc::ClientContext ctx;
+    SetDeadline(ctx, absl::Seconds(10));
+    EchoRequest req;
+    req.set_payload("x");
+    EchoResponse resp;
+    return stub.Echo(&ctx, req, &resp);
+  }
+
   static void SetDeadline(grpc::ClientContext& ctx, absl::Duration d) {
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + d));
   }
@@ -580,14 +590,7 @@ TEST_F(ProxyIntegrationTest, PlaintextUpstream) {
 // their connections are drained and new calls go to fresh connections.
 TEST_F(ProxyIntegrationTest, ABundleThatRefusesThePeerDrainsItsConnections) {
   auto stub = Stub("echo.test");
-  auto call = [&] {
-    grpc::ClientContext ctx;
-    SetDeadline(ctx, absl::Seconds(10));
-    EchoRequest req;
-    req.set_payload("x");
-    EchoResponse resp;
-    return stub->Echo(&ctx, req, &resp);
-  };
+  auto call = [&] { return EchoOnce(*stub); };
   ASSERT_TRUE(call().ok());
   const CounterValues before = outbound_->TotalCounters();
   client_security_->set_refuse_recheck(true);
@@ -613,14 +616,7 @@ TEST_F(ProxyIntegrationTest, ABundleThatRefusesThePeerDrainsItsConnections) {
 TEST_F(ProxyIntegrationTest,
        ABundleThatStillAcceptsThePeerKeepsItsConnections) {
   auto stub = Stub("echo.test");
-  auto call = [&] {
-    grpc::ClientContext ctx;
-    SetDeadline(ctx, absl::Seconds(10));
-    EchoRequest req;
-    req.set_payload("x");
-    EchoResponse resp;
-    return stub->Echo(&ctx, req, &resp);
-  };
+  auto call = [&] { return EchoOnce(*stub); };
   ASSERT_TRUE(call().ok());
   const CounterValues before = outbound_->TotalCounters();
   const int rechecks = client_security_->rechecks();
