@@ -26,6 +26,14 @@ absl::Status InField(absl::string_view field, const absl::Status& s) {
                              ": ", s.message()));
 }
 
+// A review that could not be done (UNAVAILABLE): the caller may retry.
+TokenReviewResult Failed(absl::string_view why) {
+  TokenReviewResult result;
+  result.verdict.status =
+      absl::UnavailableError(absl::StrCat("token review failed: ", why));
+  return result;
+}
+
 absl::StatusOr<std::string> ReadCredential(const std::string& path) {
   absl::StatusOr<std::string> data = util::ReadFile(path, kMaxCredentialBytes);
   if (!data.ok()) return data.status();
@@ -132,11 +140,7 @@ TokenReviewer::~TokenReviewer() {
     waiting_calls_ = 0;
   }
   for (TokenReviewDone& done : waiters) {
-    done(TokenReviewResult{
-        TokenReviewVerdict{absl::UnavailableError(
-                               "token review failed: the CA is shutting down"),
-                           ""},
-        false, false, absl::ZeroDuration()});
+    done(Failed("the CA is shutting down"));
   }
 }
 
@@ -144,50 +148,46 @@ void TokenReviewer::ReviewAsync(absl::string_view token,
                                 const KubernetesIdentity& identity,
                                 TokenReviewDone done) {
   const std::string token_hash = crypto::Sha256Hex(token);
-  const absl::Time now = clock_->Now();
-  std::optional<TokenReviewResult> now_result;
+  std::optional<TokenReviewResult> answer;
   {
     absl::MutexLock lock(&mu_);
-    auto cached = cache_.find(token_hash);
-    if (cached != cache_.end()) {
-      if (now < cached->second.until &&
-          cached->second.username == identity.subject) {
-        now_result = TokenReviewResult{TokenReviewVerdict{absl::OkStatus(), ""},
-                                       /*from_cache=*/true};
-      } else {
-        cache_.erase(cached);
-      }
-    }
-    if (!now_result.has_value()) {
-      if (stopping_ || waiting_calls_ >= options_.max_waiting_calls) {
-        now_result = TokenReviewResult{TokenReviewVerdict{
-            absl::UnavailableError(
-                stopping_
-                    ? std::string("token review failed: the CA is "
-                                  "shutting down")
-                    : absl::StrCat("token review failed: ", waiting_calls_,
-                                   " calls are already waiting for "
-                                   "reviews")),
-            ""}};
-      } else {
-        // One token can only carry one identity; the subject is in the key
-        // so that a call claiming another is never answered for the first.
-        std::string key = absl::StrCat(token_hash, " ", identity.subject);
-        std::unique_ptr<Pending>& pending = pending_[key];
-        if (pending == nullptr) {
-          pending = std::make_unique<Pending>();
-          pending->token = std::string(token);
-          pending->identity = identity;
-          pending->queued_at = now;
-          line_.push_back(std::move(key));
-        }
-        pending->waiters.push_back(std::move(done));
-        ++waiting_calls_;
-        return;
-      }
-    }
+    answer = AnswerOrQueueLocked(token, token_hash, identity, done);
   }
-  done(*std::move(now_result));
+  if (answer.has_value()) done(*std::move(answer));
+}
+
+std::optional<TokenReviewResult> TokenReviewer::AnswerOrQueueLocked(
+    absl::string_view token, const std::string& token_hash,
+    const KubernetesIdentity& identity, TokenReviewDone& done) {
+  const absl::Time now = clock_->Now();
+  if (auto cached = cache_.find(token_hash); cached != cache_.end()) {
+    if (now < cached->second.until &&
+        cached->second.username == identity.subject) {
+      TokenReviewResult result;
+      result.from_cache = true;
+      return result;
+    }
+    cache_.erase(cached);
+  }
+  if (stopping_) return Failed("the CA is shutting down");
+  if (waiting_calls_ >= options_.max_waiting_calls) {
+    return Failed(
+        absl::StrCat(waiting_calls_, " calls are already waiting for reviews"));
+  }
+  // One token can only carry one identity; the subject is in the key so
+  // that a call claiming another is never answered for the first.
+  std::string key = absl::StrCat(token_hash, " ", identity.subject);
+  std::unique_ptr<Pending>& pending = pending_[key];
+  if (pending == nullptr) {
+    pending = std::make_unique<Pending>();
+    pending->token = std::string(token);
+    pending->identity = identity;
+    pending->queued_at = now;
+    line_.push_back(std::move(key));
+  }
+  pending->waiters.push_back(std::move(done));
+  ++waiting_calls_;
+  return std::nullopt;
 }
 
 TokenReviewResult TokenReviewer::Review(absl::string_view token,
@@ -220,16 +220,14 @@ void TokenReviewer::Run() {
       // token and identity do not change meanwhile.
       pending = pending_.at(key).get();
     }
-    TokenReviewResult result;
-    if (clock_->Now() - pending->queued_at > options_.timeout) {
-      // Its callers have waited as long as a review may take.
-      result.verdict.status = absl::UnavailableError(absl::StrCat(
-          "token review failed: waited longer than ",
-          absl::FormatDuration(options_.timeout),
-          " (kubernetes.token_review.timeout) for a free review slot"));
-    } else {
-      result = Send(*pending);
-    }
+    // Callers that have waited in line as long as a review may take are
+    // not kept waiting for one more.
+    TokenReviewResult result =
+        clock_->Now() - pending->queued_at > options_.timeout
+            ? Failed(absl::StrCat(
+                  "waited longer than ", absl::FormatDuration(options_.timeout),
+                  " (kubernetes.token_review.timeout) for a free review slot"))
+            : Send(*pending);
     std::vector<TokenReviewDone> waiters;
     {
       absl::MutexLock lock(&mu_);

@@ -27,6 +27,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -127,6 +128,13 @@ class TokenReviewer final {
     std::vector<TokenReviewDone> waiters;
   };
 
+  // The verdict for a call that can have one now (from the cache, or a
+  // refusal: stopping, the line full); otherwise `done` waits for the
+  // review of `token` (in flight, or queued now) and nothing is returned.
+  std::optional<TokenReviewResult> AnswerOrQueueLocked(
+      absl::string_view token, const std::string& token_hash,
+      const KubernetesIdentity& identity, TokenReviewDone& done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A reviewer thread: takes the oldest review in line, sends it, caches a
   // positive verdict and answers every call that waited for it.
   void Run() ABSL_LOCKS_EXCLUDED(mu_);
