@@ -418,6 +418,12 @@ class CaState final {
   JwtAuthenticator* jwt() const { return jwt_.get(); }
   // Null unless kubernetes.token_review.enabled.
   TokenReviewer* token_reviewer() const { return token_reviewer_.get(); }
+  // Before the gRPC server shuts down: no call is left waiting for a
+  // review (one still in line is answered UNAVAILABLE), so no reviewer
+  // thread carries a call on once the services are gone.
+  void StopTokenReviews() {
+    if (token_reviewer_ != nullptr) token_reviewer_->Stop();
+  }
 
  private:
   const CaConfig config_;
@@ -1313,6 +1319,7 @@ class CaServerImpl final : public CaServer {
     stop_.Notify();
     if (crl_thread_.joinable()) crl_thread_.join();
     if (serving_thread_.joinable()) serving_thread_.join();
+    state_->StopTokenReviews();
     const auto deadline =
         std::chrono::system_clock::now() + std::chrono::seconds(5);
     if (server_ != nullptr) server_->Shutdown(deadline);

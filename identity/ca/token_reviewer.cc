@@ -120,12 +120,16 @@ std::string TokenReviewer::Credential() {
   return credential_;
 }
 
-TokenReviewer::~TokenReviewer() {
+TokenReviewer::~TokenReviewer() { Stop(); }
+
+void TokenReviewer::Stop() {
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
   }
-  for (std::thread& thread : threads_) thread.join();
+  for (std::thread& thread : threads_) {
+    if (thread.joinable()) thread.join();
+  }
   // What is left was never sent.
   std::vector<TokenReviewDone> waiters;
   {

@@ -95,7 +95,10 @@ class TokenReviewer final {
       const util::Clock* clock);
 
   // Stops the reviewer's threads once each has finished the review it is
-  // sending (at most about `timeout`); calls still in line get UNAVAILABLE.
+  // sending (at most about `timeout`); calls still in line get UNAVAILABLE,
+  // and so does every later call that needs a review. Idempotent; not to be
+  // called from a `done` callback.
+  void Stop() ABSL_LOCKS_EXCLUDED(mu_);
   ~TokenReviewer();
 
   // Reviews `token`, which JwtAuthenticator accepted as `identity`, and

@@ -389,6 +389,39 @@ TEST_F(CaTokenReviewTest, CallsWithOneTokenShareOneReview) {
   EXPECT_THAT(metrics, HasSubstr(ReviewsCounted("joined", 3)));
 }
 
+// SIGTERM while bootstraps wait for the API server: the CA answers them
+// (their review finishes, or they get UNAVAILABLE) and exits cleanly.
+TEST_F(CaTokenReviewTest, StoppingWhileReviewsWaitExitsCleanly) {
+  ASSERT_NO_FATAL_FAILURE(StartApi(tls_));
+  ASSERT_NO_FATAL_FAILURE(ServeCa(Config(ReviewYaml("    cache_ttl: 0s\n"))));
+  ASSERT_TRUE(api_->SetBehaviour(R"({"delay": 1.5})").ok());
+  constexpr int kBootstraps = 8;  // 4 sent, 4 in line
+  std::vector<absl::Status> bootstrapped(kBootstraps);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kBootstraps; ++i) {
+    threads.emplace_back([&, i] {
+      TokenClaims claims;
+      claims.sa = absl::StrCat("worker-", i);
+      bootstrapped[i] = IssueWith(MintToken(key_, claims)).status();
+    });
+  }
+  for (int i = 0; i < 100 && api_->Requests().size() < 4; ++i) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_GE(api_->Requests().size(), 4u);
+  const absl::Time start = absl::Now();
+  ExitStatus stopped = ca_->Stop();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(8));
+  EXPECT_TRUE(stopped.Success())
+      << stopped.ToString() << ca_->process()->DescribeOutput();
+  for (std::thread& t : threads) t.join();
+  for (int i = 0; i < kBootstraps; ++i) {
+    EXPECT_TRUE(bootstrapped[i].ok() || absl::IsUnavailable(bootstrapped[i]) ||
+                absl::IsCancelled(bootstrapped[i]))
+        << i << ": " << bootstrapped[i];
+  }
+}
+
 TEST_F(CaTokenReviewTest, InAPodTheApiServerComesFromTheEnvironment) {
   ASSERT_NO_FATAL_FAILURE(StartApi(tls_));
   ca_->SetServeEnv({{"KUBERNETES_SERVICE_HOST", "127.0.0.1"},

@@ -608,5 +608,24 @@ TEST_F(TokenReviewerTest, StoppingAnswersEveryWaitingCall) {
   client_ = nullptr;  // gone with the reviewer
 }
 
+TEST_F(TokenReviewerTest, AfterStopACallThatNeedsAReviewIsRefusedAtOnce) {
+  ASSERT_NO_FATAL_FAILURE(Make(absl::Seconds(10)));
+  const KubernetesIdentity id = Frontend();
+  client_->Answer(AuthenticatedAs(id.subject));
+  ASSERT_TRUE(reviewer_->Review("cached", id).verdict.status.ok());
+  reviewer_->Stop();
+  reviewer_->Stop();  // idempotent
+  Verdicts verdicts;
+  reviewer_->ReviewAsync("new", id, verdicts.Add());
+  ASSERT_EQ(verdicts.results().size(), 1u);
+  EXPECT_EQ(verdicts.results()[0].verdict.status.code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(verdicts.results()[0].verdict.status.message()),
+              HasSubstr("shutting down"));
+  // The cache still answers: no review needed.
+  EXPECT_TRUE(reviewer_->Review("cached", id).from_cache);
+  EXPECT_EQ(client_->calls().size(), 1u);
+}
+
 }  // namespace
 }  // namespace meshguard::ca
