@@ -452,6 +452,20 @@ absl::Status RunSidecar(const SidecarConfig& config,
   sync.Add(drained->WithLabels({}), [p] {
     return p->TotalCounters().connections_drained_for_credentials;
   });
+  util::CounterFamily* rechecks = metrics.AddCounter(
+      "meshguard_bundle_rechecks_total",
+      "Connections whose peer was checked again because a new trust bundle "
+      "arrived, by outcome: kept (still accepted), drained (refused: GOAWAY), "
+      "in_handshake (checked once its handshake completes).",
+      {"result"});
+  for (const auto& [result, field] :
+       std::vector<std::pair<const char*, uint64_t CV::*>>{
+           {"kept", &CV::rechecks_kept},
+           {"drained", &CV::rechecks_drained},
+           {"in_handshake", &CV::rechecks_in_handshake}}) {
+    sync.Add(rechecks->WithLabels({result}),
+             [p, f = field] { return p->TotalCounters().*f; });
+  }
   util::CounterFamily* bytes = metrics.AddCounter(
       "meshguard_bytes_total", "Bytes through the data plane.", {"direction"});
   sync.Add(bytes->WithLabels({"in"}),

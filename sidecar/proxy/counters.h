@@ -38,6 +38,10 @@ namespace meshguard::sidecar::proxy {
   X(goaways_sent)                                                           \
   X(goaways_received)                                                       \
   X(connections_drained_for_credentials)                                    \
+  /* Connections checked again on a new trust bundle, by outcome. */        \
+  X(rechecks_kept)                                                          \
+  X(rechecks_drained)                                                       \
+  X(rechecks_in_handshake)                                                  \
   X(bytes_in)                                                               \
   X(bytes_out)
 

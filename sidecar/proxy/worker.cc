@@ -301,13 +301,16 @@ RecheckCounts Worker::RecheckPeersOlderThan(uint64_t version) {
     switch (c->RecheckPeer(version)) {
       case Connection::Recheck::kKept:
         ++counts.kept;
+        counters_.rechecks_kept.Add();
         break;
       case Connection::Recheck::kDrained:
         ++counts.drained;
+        counters_.rechecks_drained.Add();
         counters_.connections_drained_for_credentials.Add();
         break;
       case Connection::Recheck::kDeferred:
         ++counts.in_handshake;
+        counters_.rechecks_in_handshake.Add();
         break;
     }
   }

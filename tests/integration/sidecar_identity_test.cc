@@ -682,6 +682,9 @@ TEST_F(SidecarIdentityTest, ARevocationOfSomeoneElseKeepsOpenConnections) {
   EXPECT_EQ(
       client_->MetricSum("meshguard_active", {"kind=\"upstream_connections\""}),
       connections);
+  EXPECT_GE(server_->MetricSum("meshguard_bundle_rechecks_total",
+                               {"result=\"kept\""}),
+            1);
 }
 
 // A connection does not outlive its peer's revocation: once the CRL naming
