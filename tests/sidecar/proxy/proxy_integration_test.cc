@@ -18,6 +18,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -747,6 +748,68 @@ TEST_F(ProxyIntegrationTest, ABundleChangeDuringAHandshakeRefusesARevokedPeer) {
   EXPECT_THAT(frames, ::testing::IsEmpty());
   EXPECT_EQ(inbound_->TotalCounters().downstream_handshake_tls_error,
             before.downstream_handshake_tls_error + 1);
+}
+
+// On the client side: proxy A is connecting to an upstream when the new
+// bundle arrives, with a call waiting for that connection. The upstream's
+// handshake is held until then; once it completes, A checks the upstream
+// again, and the new bundle refuses it: the waiting call fails with the
+// verifier's reason instead of going to a revoked peer.
+TEST_F(ProxyIntegrationTest, AnUpstreamRefusedByTheNewBundleGetsNoCall) {
+  // A TLS server with proxy B's identity that answers the ClientHello only
+  // when told to.
+  const int listener = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)),
+            0);
+  ASSERT_EQ(listen(listener, 1), 0);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  outbound_router_->Set(
+      "held.test",
+      {absl::StrCat("127.0.0.1:", ntohs(addr.sin_port)), kServerId, true});
+  absl::Notification accepted, go;
+  std::thread server([&] {
+    const int fd = accept(listener, nullptr, nullptr);
+    accepted.Notify();
+    if (fd < 0) return;
+    go.WaitForNotificationWithTimeout(absl::Seconds(10));
+    timeval tv{3, 0};  // a proxy that keeps the connection: give up
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    crypto::SslPtr ssl(server_security_->NewServerSsl());
+    SSL_set_fd(ssl.get(), fd);
+    if (SSL_accept(ssl.get()) == 1) {
+      char buf[1024];
+      while (SSL_read(ssl.get(), buf, sizeof(buf)) > 0) {
+      }
+    }
+    close(fd);
+  });
+
+  grpc::Status status;
+  std::thread caller([&] {
+    auto stub = Stub("held.test");
+    status = EchoOnce(*stub);
+  });
+  ASSERT_TRUE(accepted.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  const CounterValues before = outbound_->TotalCounters();
+  RecheckCounts counts = outbound_->RecheckPeersOlderThan(NewBundleVersion());
+  EXPECT_GE(counts.in_handshake, 1);
+  client_security_->set_refuse_recheck(true);
+  go.Notify();
+  caller.join();
+  client_security_->set_refuse_recheck(false);
+  server.join();
+  close(listener);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(status.error_message(), HasSubstr("handshake failure"));
+  EXPECT_THAT(status.error_message(),
+              HasSubstr("crl: certificate is revoked (test)"));
+  EXPECT_EQ(outbound_->TotalCounters().upstream_handshake_tls_error,
+            before.upstream_handshake_tls_error + 1);
 }
 
 // Not a benchmark (fastbuild, shared CPU): prints rough numbers so that a
