@@ -771,11 +771,17 @@ TEST_F(ProxyIntegrationTest, AnUpstreamRefusedByTheNewBundleGetsNoCall) {
   outbound_router_->Set(
       "held.test",
       {absl::StrCat("127.0.0.1:", ntohs(addr.sin_port)), kServerId, true});
-  absl::Notification accepted, go;
+  absl::Notification hello, go;
   std::thread server([&] {
     const int fd = accept(listener, nullptr, nullptr);
-    accepted.Notify();
-    if (fd < 0) return;
+    if (fd < 0) {
+      hello.Notify();
+      return;
+    }
+    // The ClientHello has arrived: A's connection is in its handshake.
+    pollfd readable{fd, POLLIN, 0};
+    poll(&readable, 1, 5000);
+    hello.Notify();
     go.WaitForNotificationWithTimeout(absl::Seconds(10));
     timeval tv{3, 0};  // a proxy that keeps the connection: give up
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -794,7 +800,7 @@ TEST_F(ProxyIntegrationTest, AnUpstreamRefusedByTheNewBundleGetsNoCall) {
     auto stub = Stub("held.test");
     status = EchoOnce(*stub);
   });
-  ASSERT_TRUE(accepted.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  ASSERT_TRUE(hello.WaitForNotificationWithTimeout(absl::Seconds(10)));
   const CounterValues before = outbound_->TotalCounters();
   RecheckCounts counts = outbound_->RecheckPeersOlderThan(NewBundleVersion());
   EXPECT_GE(counts.in_handshake, 1);
