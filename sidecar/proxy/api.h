@@ -107,18 +107,19 @@ class RequestFilter {
 };
 
 // The credentials a connection was authenticated with: the proxy GOAWAYs a
-// connection before they expire, or on request when a newer version exists,
-// so that a connection never outlives its certificates.
+// connection before they expire, or when a newer trust bundle (a higher
+// version) no longer accepts its peer, so that a connection never outlives
+// its certificates.
+struct CredentialInfo {
+  uint64_t version = 0;
+  absl::Time expires_at = absl::InfiniteFuture();
+};
+
 // What Proxy::RecheckPeersOlderThan did with the connections it checked.
 struct RecheckCounts {
   int kept = 0;          // the peer passed under the new bundle
   int drained = 0;       // it did not: GOAWAY
   int in_handshake = 0;  // checked when the handshake completes
-};
-
-struct CredentialInfo {
-  uint64_t version = 0;
-  absl::Time expires_at = absl::InfiniteFuture();
 };
 
 class ConnectionSecurity {  // thread-safe; called on worker threads
