@@ -789,25 +789,22 @@ class CertificateAuthorityImpl final
       state_->ObserveTokenReview(result.request_time);
     }
     const absl::Status& status = result.verdict.status;
-    const char* counted = result.joined ? "joined" : nullptr;
-    if (status.ok()) {
-      state_->CountTokenReview(counted != nullptr  ? counted
-                               : result.from_cache ? "cached"
-                                                   : "authenticated");
-      return grpc::Status::OK;
-    }
+    state_->CountTokenReview(
+        result.joined ? "joined"
+        : status.ok() ? (result.from_cache ? "cached" : "authenticated")
+        : absl::IsUnauthenticated(status) ? "refused"
+                                          : "failed");
+    if (status.ok()) return grpc::Status::OK;
     std::string detail;
     if (!result.verdict.log_detail.empty()) {
       detail =
           absl::StrCat(status.message(), " (", result.verdict.log_detail, ")");
     }
     if (absl::IsUnauthenticated(status)) {
-      state_->CountTokenReview(counted != nullptr ? counted : "refused");
       return Refuse(state_, caller->auth_method, "bad_token", call.requester,
                     grpc::StatusCode::UNAUTHENTICATED,
                     std::string(status.message()), detail);
     }
-    state_->CountTokenReview(counted != nullptr ? counted : "failed");
     caller->not_callers_fault = true;
     return Refuse(state_, caller->auth_method, "token_review_failed",
                   call.requester, grpc::StatusCode::UNAVAILABLE,
@@ -835,33 +832,38 @@ class CertificateAuthorityImpl final
     }
     IssuanceRecord to_store = record;
     state_->store().RecordIssuanceAsync(
-        std::move(to_store), [state = state_, call,
-                              record = std::move(record)](absl::Status stored) {
+        std::move(to_store),
+        [state = state_, reactor = call.reactor, response = call.response,
+         start = call.start, record = std::move(record)](absl::Status stored) {
           grpc::Status status = grpc::Status::OK;
           if (stored.ok()) {
             Acknowledge(state, record);
           } else if (absl::IsPermissionDenied(stored)) {
             // The renewing certificate was revoked before this row could
             // commit: the new certificate is discarded, never returned.
-            call.response->Clear();
+            response->Clear();
             status =
                 Refuse(state, record.auth_method, "revoked_in_flight",
                        record.requester, grpc::StatusCode::PERMISSION_DENIED,
                        std::string(stored.message()));
           } else {
-            call.response->Clear();
+            response->Clear();
             status = Refuse(state, record.auth_method, "storage_failed",
                             record.requester, grpc::StatusCode::UNAVAILABLE,
                             absl::StrCat("issuance log: ", stored.message()));
           }
-          Answer(state, call, status);
+          Answer(state, reactor, start, status);
         });
   }
 
+  static void Answer(CaState* state, grpc::ServerUnaryReactor* reactor,
+                     absl::Time start, const grpc::Status& status) {
+    state->ObserveLatency("IssueCertificate", absl::Now() - start);
+    reactor->Finish(status);
+  }
   static void Answer(CaState* state, const IssueCall& call,
                      const grpc::Status& status) {
-    state->ObserveLatency("IssueCertificate", absl::Now() - call.start);
-    call.reactor->Finish(status);
+    Answer(state, call.reactor, call.start, status);
   }
 
   // Checks and signs for an authenticated caller, fills the response, and

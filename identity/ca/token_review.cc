@@ -31,10 +31,6 @@ std::string Quote(absl::string_view s, size_t max = 64) {
   return out;
 }
 
-absl::Status Failed(absl::string_view why) {
-  return absl::UnavailableError(absl::StrCat("token review failed: ", why));
-}
-
 absl::Status Refused(absl::string_view why) {
   return absl::UnauthenticatedError(
       absl::StrCat("kubernetes service-account token: ", why));
@@ -174,6 +170,10 @@ std::string TokenReviewRequestJson(absl::string_view token,
   return json;
 }
 
+absl::Status TokenReviewFailed(absl::string_view why) {
+  return absl::UnavailableError(absl::StrCat("token review failed: ", why));
+}
+
 TokenReviewVerdict DecideTokenReview(int http_status, absl::string_view body,
                                      const TokenReviewExpectation& expected) {
   TokenReviewVerdict verdict;
@@ -188,13 +188,13 @@ TokenReviewVerdict DecideTokenReview(int http_status, absl::string_view body,
           " (the CA's service account may not create tokenreviews: bind "
           "it to the ClusterRole system:auth-delegator)";
     }
-    verdict.status = Failed(
+    verdict.status = TokenReviewFailed(
         absl::StrCat("the API server answered HTTP ", http_status, hint));
     verdict.log_detail = absl::StrCat("response body: ", Quote(body, 512));
     return verdict;
   }
   if (body.size() > kMaxTokenReviewResponseBytes) {
-    verdict.status = Failed(absl::StrCat(
+    verdict.status = TokenReviewFailed(absl::StrCat(
         "the answer is larger than ", kMaxTokenReviewResponseBytes, " bytes"));
     return verdict;
   }
@@ -204,25 +204,25 @@ TokenReviewVerdict DecideTokenReview(int http_status, absl::string_view body,
   if (const auto parsed = google::protobuf::util::JsonStringToMessage(
           std::string(body), &review, options);
       !parsed.ok()) {
-    verdict.status =
-        Failed(absl::StrCat("the answer is not a TokenReview in JSON: ",
-                            Quote(std::string(parsed.message()), 200)));
+    verdict.status = TokenReviewFailed(
+        absl::StrCat("the answer is not a TokenReview in JSON: ",
+                     Quote(std::string(parsed.message()), 200)));
     return verdict;
   }
   if (review.kind() != kKind || review.api_version() != kApiVersion) {
-    verdict.status = Failed(absl::StrCat(
+    verdict.status = TokenReviewFailed(absl::StrCat(
         "the answer is kind ", Quote(review.kind()), " apiVersion ",
         Quote(review.api_version()), ", not a ", kApiVersion, " ", kKind));
     return verdict;
   }
   if (!review.has_status()) {
-    verdict.status = Failed("the answer has no status");
+    verdict.status = TokenReviewFailed("the answer has no status");
     return verdict;
   }
   const k8s::TokenReviewStatus& status = review.status();
   if (status.authenticated() && !AuthenticatedIsJsonTrue(body)) {
     verdict.status =
-        Failed("status.authenticated is not the JSON boolean true");
+        TokenReviewFailed("status.authenticated is not the JSON boolean true");
     return verdict;
   }
   if (!status.authenticated()) {

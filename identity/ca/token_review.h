@@ -84,6 +84,10 @@ struct TokenReviewVerdict {
   std::string log_detail;
 };
 
+// UNAVAILABLE "token review failed: <why>": a review that could not be
+// done (not the caller's fault; it may retry).
+absl::Status TokenReviewFailed(absl::string_view why);
+
 // Judges the API server's HTTP answer (status code and body) to a
 // TokenReview. Accepts only a 2xx TokenReview whose status.authenticated is
 // true, whose status.user.username is `expected.username`, and whose

@@ -29,10 +29,6 @@ namespace {
 constexpr ev_ssize_t kMaxHeaderBytes = 16 * 1024;
 constexpr size_t kMaxCaFileBytes = 1 << 20;
 
-absl::Status Failed(absl::string_view why) {
-  return absl::UnavailableError(absl::StrCat("token review failed: ", why));
-}
-
 // What the libevent callbacks of one review learn. Lives on Post's stack,
 // which outlives every callback (the connection is freed before Post
 // returns, and freeing it runs none).
@@ -272,7 +268,7 @@ absl::StatusOr<TokenReviewHttpAnswer> HttpsTokenReviewClient::Post(
   const SslCtxRef ctx = Context();
   const std::string where = server_.ToString();
   auto failed = [&](absl::string_view why) {
-    return Failed(absl::StrCat(where, ": ", why));
+    return TokenReviewFailed(absl::StrCat(where, ": ", why));
   };
   ScopedSigpipeBlock no_sigpipe;
   Resources r;

@@ -29,8 +29,7 @@ absl::Status InField(absl::string_view field, const absl::Status& s) {
 // A review that could not be done (UNAVAILABLE): the caller may retry.
 TokenReviewResult Failed(absl::string_view why) {
   TokenReviewResult result;
-  result.verdict.status =
-      absl::UnavailableError(absl::StrCat("token review failed: ", why));
+  result.verdict.status = TokenReviewFailed(why);
   return result;
 }
 

@@ -88,10 +88,7 @@ int VerifyCallback(X509_STORE_CTX* store_ctx, void* arg) {
       VerifyX509Svid(leaf, intermediates, *ctx_state->bundle, options);
   if (!id.ok()) {
     state->failure_message = std::string(id.status().message());
-    size_t colon = state->failure_message.find(':');
-    state->failure_label = colon == std::string::npos
-                               ? "verify"
-                               : state->failure_message.substr(0, colon);
+    state->failure_label = VerifyFailureLabelOf(state->failure_message);
     X509_STORE_CTX_set_error(store_ctx, X509_V_ERR_CERT_REJECTED);
     return 0;
   }
@@ -228,6 +225,33 @@ std::string VerifyFailureMessage(SSL* ssl) {
 std::string VerifyFailureLabel(SSL* ssl) {
   auto* state = static_cast<SslState*>(SSL_get_ex_data(ssl, SslStateIndex()));
   return state == nullptr ? "" : state->failure_label;
+}
+
+absl::StatusOr<SpiffeId> VerifyPeerAgain(SSL* ssl, const TrustBundle& bundle,
+                                         absl::Time at) {
+  X509* leaf = PeerLeaf(ssl);
+  if (leaf == nullptr) {
+    return absl::FailedPreconditionError(
+        "no_client_certificate: peer presented no certificate");
+  }
+  // A client's view of the chain holds the leaf, a server's does not.
+  std::vector<X509*> intermediates;
+  if (STACK_OF(X509)* chain = SSL_get_peer_cert_chain(ssl)) {
+    for (size_t i = 0; i < static_cast<size_t>(sk_X509_num(chain)); ++i) {
+      X509* c = sk_X509_value(chain, i);
+      if (X509_cmp(c, leaf) != 0) intermediates.push_back(c);
+    }
+  }
+  VerifyOptions options;
+  options.at = at;
+  return VerifyX509Svid(leaf, intermediates, bundle, options);
+}
+
+std::string VerifyFailureLabelOf(absl::string_view message) {
+  const size_t colon = message.find(':');
+  return colon == absl::string_view::npos
+             ? "verify"
+             : std::string(message.substr(0, colon));
 }
 
 X509* PeerLeaf(SSL* ssl) {

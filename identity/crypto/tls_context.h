@@ -50,6 +50,17 @@ std::string VerifyFailureLabel(SSL* ssl);
 // The peer's leaf certificate (not owned), or nullptr.
 X509* PeerLeaf(SSL* ssl);
 
+// After a handshake: the peer's chain verified again, as the handshake did,
+// against `bundle` (a newer one than the handshake used) at `at`.
+// FAILED_PRECONDITION "no_client_certificate: ..." when the peer sent none;
+// otherwise VerifyX509Svid's result.
+absl::StatusOr<SpiffeId> VerifyPeerAgain(SSL* ssl, const TrustBundle& bundle,
+                                         absl::Time at);
+
+// The metrics label of a verifier failure message (see VerifyFailureLabel):
+// the text before its first ':', or "verify".
+std::string VerifyFailureLabelOf(absl::string_view message);
+
 }  // namespace meshguard::crypto
 
 #endif  // MESHGUARD_IDENTITY_CRYPTO_TLS_CONTEXT_H_

@@ -2,11 +2,9 @@
 
 #include <algorithm>
 #include <string>
-#include <vector>
 
 #include "identity/crypto/certificate.h"
 #include "identity/crypto/tls_context.h"
-#include "identity/crypto/verifier.h"
 
 namespace meshguard::sidecar {
 namespace {
@@ -98,30 +96,11 @@ proxy::ConnectionSecurity::Refusal MeshConnectionSecurity::RecheckPeer(
     refusal.message = "no valid identity held by this sidecar";
     return refusal;
   }
-  X509* leaf = crypto::PeerLeaf(ssl);
-  if (leaf == nullptr) {
-    refusal.kind = Refusal::Kind::kChain;
-    refusal.message = "peer presented no certificate";
-    return refusal;
-  }
-  // A client's view of the chain holds the leaf, a server's does not.
-  std::vector<X509*> intermediates;
-  if (STACK_OF(X509)* chain = SSL_get_peer_cert_chain(ssl)) {
-    for (size_t i = 0; i < static_cast<size_t>(sk_X509_num(chain)); ++i) {
-      X509* c = sk_X509_value(chain, i);
-      if (X509_cmp(c, leaf) != 0) intermediates.push_back(c);
-    }
-  }
-  crypto::VerifyOptions options;
-  options.at = absl::Now();
   absl::StatusOr<crypto::SpiffeId> id =
-      crypto::VerifyX509Svid(leaf, intermediates, *creds->bundle, options);
+      crypto::VerifyPeerAgain(ssl, *creds->bundle, absl::Now());
   if (!id.ok()) {
     refusal.message = std::string(id.status().message());
-    const size_t colon = refusal.message.find(':');
-    refusal.kind = RefusalKind(colon == std::string::npos
-                                   ? "verify"
-                                   : refusal.message.substr(0, colon));
+    refusal.kind = RefusalKind(crypto::VerifyFailureLabelOf(refusal.message));
   }
   return refusal;
 }

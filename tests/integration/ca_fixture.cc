@@ -24,6 +24,7 @@
 namespace meshguard::integration {
 namespace {
 
+using ::meshguard::testing::LogLinesWithEvent;
 using ::meshguard::testing::PickFreePort;
 using ::meshguard::testing::ProcessOptions;
 using ::meshguard::testing::ReadFile;
@@ -261,12 +262,7 @@ RunResult CaInstance::Ctl(const std::vector<std::string>& args) const {
 std::vector<std::string> CaInstance::LogLines(const std::string& event) const {
   std::string all = earlier_stdout_;
   if (process_ != nullptr) absl::StrAppend(&all, process_->ReadStdout());
-  const std::string needle = absl::StrCat("\"event\":\"", event, "\"");
-  std::vector<std::string> out;
-  for (absl::string_view line : absl::StrSplit(all, '\n')) {
-    if (absl::StrContains(line, needle)) out.emplace_back(line);
-  }
-  return out;
+  return LogLinesWithEvent(all, event);
 }
 
 SigningKey SigningKey::Rsa(const std::string& kid) {

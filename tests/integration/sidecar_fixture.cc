@@ -132,6 +132,10 @@ double Sidecar::MetricSum(const std::string& name,
   return sum;
 }
 
+std::vector<std::string> Sidecar::LogLines(const std::string& event) const {
+  return meshguard::testing::LogLinesWithEvent(process_->ReadStdout(), event);
+}
+
 int64_t Sidecar::RssBytes() const {
   std::ifstream in(absl::StrCat("/proc/", process_->pid(), "/status"));
   std::string line;

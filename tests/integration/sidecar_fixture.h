@@ -112,6 +112,8 @@ class Sidecar {
                    const std::vector<std::string>& label_parts = {}) const;
   // VmRSS of the process, in bytes (-1 if unreadable).
   int64_t RssBytes() const;
+  // Its JSON log lines (stdout) whose "event" is `event`, oldest first.
+  std::vector<std::string> LogLines(const std::string& event) const;
 
  private:
   friend class Mesh;

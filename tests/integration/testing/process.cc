@@ -483,6 +483,16 @@ ExitStatus Process::Kill() {
   return *exit_status_;
 }
 
+std::vector<std::string> LogLinesWithEvent(absl::string_view output,
+                                           absl::string_view event) {
+  const std::string needle = absl::StrCat("\"event\":\"", event, "\"");
+  std::vector<std::string> lines;
+  for (absl::string_view line : absl::StrSplit(output, '\n')) {
+    if (absl::StrContains(line, needle)) lines.emplace_back(line);
+  }
+  return lines;
+}
+
 std::string Process::ReadStdout() const {
   absl::StatusOr<std::string> s = ReadFile(stdout_path_);
   return s.ok() ? *s : "";

@@ -70,6 +70,11 @@ absl::Status WriteFile(const std::string& path, const std::string& contents,
 // The whole file; NotFound naming the path if it is missing.
 absl::StatusOr<std::string> ReadFile(const std::string& path);
 
+// The lines of `output` (JSON log lines, as util::LogLine writes them) whose
+// "event" is `event`, in order.
+std::vector<std::string> LogLinesWithEvent(absl::string_view output,
+                                           absl::string_view event);
+
 // A loopback TCP port that was free a moment ago: binds 127.0.0.1:0, reads
 // the port and closes. Another process may take it before the caller binds;
 // ports come from the kernel's ephemeral range, and each call in this process

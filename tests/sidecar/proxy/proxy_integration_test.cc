@@ -25,6 +25,7 @@
 #include "sidecar/proxy/proxy.h"
 #include "tests/sidecar/proxy/testing/test_security.h"
 #include "tests/testing/echo_service.h"
+#include "tests/testing/held_handshake.h"
 
 namespace meshguard::sidecar::proxy {
 namespace {
@@ -660,15 +661,8 @@ class PausedTlsClient {
               0);
     const unsigned char alpn[] = {2, 'h', '2'};
     SSL_set_alpn_protos(ssl_.get(), alpn, sizeof(alpn));
-    // The ClientHello goes to the socket; the answer is read from an empty
-    // buffer, so the handshake stops there however fast B answers.
-    socket_bio_ = BIO_new_socket(fd_, BIO_NOCLOSE);
-    BIO* nothing = BIO_new(BIO_s_mem());
-    BIO_set_mem_eof_return(nothing, -1);
-    SSL_set_bio(ssl_.get(), nothing, socket_bio_);
-    ASSERT_EQ(SSL_connect(ssl_.get()), -1);
-    pollfd p{fd_, POLLIN, 0};
-    ASSERT_EQ(poll(&p, 1, 5000), 1) << "no ServerHello within 5 s";
+    ASSERT_TRUE(held_.Start(ssl_.get(), fd_, absl::Seconds(5)))
+        << "no ServerHello within 5 s";
   }
 
   // Finishes the handshake, sends the HTTP/2 preface and SETTINGS, and
@@ -677,8 +671,7 @@ class PausedTlsClient {
     std::vector<int> types;
     timeval tv{1, 0};
     setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    BIO_up_ref(socket_bio_);
-    SSL_set0_rbio(ssl_.get(), socket_bio_);  // from now on, B's answers
+    held_.Resume();
     if (SSL_connect(ssl_.get()) != 1) return types;
     static const char kPreface[] =
         "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\4\0\0\0\0\0";
@@ -705,7 +698,7 @@ class PausedTlsClient {
 
  private:
   crypto::SslPtr ssl_;
-  BIO* socket_bio_ = nullptr;  // owned by ssl_
+  meshguard::testing::HeldClientHello held_;
   int fd_ = -1;
 };
 
