@@ -5,7 +5,7 @@
 # docs/BENCHMARKS.md under "## CA issuance" (other sections are kept).
 #
 #   tests/bench/ca_bench.sh [--seconds S] [--rounds R] [--clients "1 4 16"]
-#                           [--no-doc]
+#                           [--drivers "threads async"] [--no-doc]
 #
 # Builds (bazel build -c opt) ca_issue_bench, meshguard-ca and meshguardctl;
 # starts meshguard-ca on loopback (ephemeral ports) in a temp dir with rate
@@ -15,7 +15,10 @@
 #   ca_issue_bench --mode=bare           (in-process loop, one thread; and
 #                                         two threads, --threads=2)
 #   ca_issue_bench --mode=e2e            (1, 4, 16 clients, persistent mTLS
-#                                         channel per client)
+#                                         channel per client; --drivers:
+#                                         "threads", a blocking thread per
+#                                         client, and/or "async", one thread
+#                                         driving every client's calls)
 #   ca_issue_bench --mode=e2e --channel=per_call  (CaClient::Issue as is:
 #                                         a new channel per renewal, 4 clients)
 # and reports the median of the rounds. The CA is killed on exit, even on
@@ -30,6 +33,7 @@ cd "$(dirname "$0")/../.."
 SECONDS_PER_RUN=10
 ROUNDS=3
 CLIENT_COUNTS="1 4 16"
+DRIVERS="threads"
 PER_CALL_CLIENTS=4
 WRITE_DOC=1
 COMMAND_LINE="tests/bench/ca_bench.sh"
@@ -45,6 +49,7 @@ while [ $# -gt 0 ]; do
     --seconds) SECONDS_PER_RUN=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
     --clients) CLIENT_COUNTS=$2; shift 2 ;;
+    --drivers) DRIVERS=$2; shift 2 ;;
     --no-doc) WRITE_DOC=0; shift ;;
     -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "ca_bench: unknown argument $1 (try --help)" >&2; exit 2 ;;
@@ -171,7 +176,11 @@ for round in $(seq 1 "$ROUNDS"); do
   run_bench --mode=bare --seconds="$SECONDS_PER_RUN" --threads=2 \
     --log-db="$WORK/floor.db" --label=bare-2-log
   for n in $CLIENT_COUNTS; do
-    run_bench "${E2E[@]}" --clients="$n" --label="e2e-$n"
+    for driver in $DRIVERS; do
+      label="e2e-$n"
+      [ "$driver" = threads ] || label="e2e-$driver-$n"
+      run_bench "${E2E[@]}" --clients="$n" --driver="$driver" --label="$label"
+    done
   done
   run_bench "${E2E[@]}" --clients="$PER_CALL_CLIENTS" --channel=per_call \
     --label="e2e-per-call-$PER_CALL_CLIENTS"
@@ -197,7 +206,7 @@ fi
 
 # Median over rounds (and min-max) of one field for one label.
 TABLE=$(awk -v rounds="$ROUNDS" -v clients_list="$CLIENT_COUNTS" \
-  -v per_call="$PER_CALL_CLIENTS" '
+  -v per_call="$PER_CALL_CLIENTS" -v drivers="$DRIVERS" '
 function field(line, key,   n, i, parts, kv) {
   n = split(line, parts, " ")
   for (i = 1; i <= n; i++) {
@@ -245,10 +254,24 @@ END {
   if ("bare-2-log" in count) {
     printf "| bare loop, 2 threads, with the issuance log (no RPC) | %.0f (%s) | %.0f (%s) | – | – | %.2f | %.2f |\n", median("bare-2-log", "per_s"), range("bare-2-log", "per_s"), median("bare-2-log", "per_cpu_s"), range("bare-2-log", "per_cpu_s"), median("bare-2-log", "per_cpu_s") / bare_cpu, median("bare-2-log", "per_s") / bare_wall
   }
-  n = split(clients_list, cl, " ")
-  for (k = 1; k <= n + 1; k++) {
-    if (k <= n) { label = "e2e-" cl[k]; what = sprintf("e2e, %d client%s, persistent mTLS channel each", cl[k], cl[k] == 1 ? "" : "s") }
-    else { label = "e2e-per-call-" per_call; what = sprintf("e2e, %d clients, CaClient::Issue (new channel + TLS handshake per renewal)", per_call) }
+  n = 0
+  nc = split(clients_list, cl, " "); nd = split(drivers, dl, " ")
+  for (k = 1; k <= nc; k++) {
+    for (d = 1; d <= nd; d++) {
+      n++
+      if (dl[d] == "threads") {
+        rows[n] = "e2e-" cl[k]
+        whats[n] = sprintf("e2e, %d client%s, persistent mTLS channel each, a client thread each", cl[k], cl[k] == 1 ? "" : "s")
+      } else {
+        rows[n] = "e2e-" dl[d] "-" cl[k]
+        whats[n] = sprintf("e2e, %d client%s, persistent mTLS channel each, one client thread for all (async)", cl[k], cl[k] == 1 ? "" : "s")
+      }
+    }
+  }
+  rows[++n] = "e2e-per-call-" per_call
+  whats[n] = sprintf("e2e, %d clients, CaClient::Issue (new channel + TLS handshake per renewal)", per_call)
+  for (k = 1; k <= n; k++) {
+    label = rows[k]; what = whats[k]
     if (!(label in count)) continue
     wall = median(label, "per_s"); wall_range = range(label, "per_s")
     cpu = median(label, "per_ca_cpu_s"); cpu_range = range(label, "per_ca_cpu_s")

@@ -93,6 +93,10 @@ ABSL_FLAG(int, csrs_per_client, 4,
 ABSL_FLAG(int, ca_pid, 0,
           "e2e: pid of meshguard-ca, for its CPU time from /proc/<pid>/stat.");
 ABSL_FLAG(std::string, channel, "persistent", "e2e: persistent | per_call");
+ABSL_FLAG(std::string, driver, "threads",
+          "e2e: threads (one blocking client thread per client) | async (one "
+          "thread drives every client's calls on one completion queue; "
+          "persistent channels only).");
 ABSL_FLAG(std::string, label, "", "Copied into the RESULT line.");
 
 namespace meshguard::bench {
@@ -391,6 +395,166 @@ std::shared_ptr<grpc::Channel> MakeRenewalChannel(const std::string& address,
   return grpc::CreateCustomChannel(address, grpc::SslCredentials(tls), args);
 }
 
+// Sums the clients' results, adds the CPU used since the clock started,
+// and prints the human line and the RESULT line.
+int Report(const std::vector<ClientResult>& results, absl::Time start,
+           absl::Duration self_cpu_start, int ca_pid,
+           absl::Duration ca_cpu_start) {
+  const double wall = absl::ToDoubleSeconds(absl::Now() - start);
+  const double self_cpu = absl::ToDoubleSeconds(SelfCpu() - self_cpu_start);
+  double ca_cpu = 0;
+  if (ca_pid > 0) {
+    absl::StatusOr<absl::Duration> end = ProcessCpu(ca_pid);
+    if (!end.ok()) return Fail(end.status());
+    ca_cpu = absl::ToDoubleSeconds(*end - ca_cpu_start);
+  }
+  const std::string driver = absl::GetFlag(FLAGS_driver);
+  const std::string channel_mode = absl::GetFlag(FLAGS_channel);
+  const int clients = static_cast<int>(results.size());
+
+  int64_t ok = 0;
+  int64_t failed = 0;
+  std::map<int, int64_t> failures;
+  std::map<int, std::string> messages;
+  std::vector<absl::Duration> latencies;
+  for (const ClientResult& r : results) {
+    ok += r.ok;
+    for (const auto& [code, n] : r.failures) {
+      failures[code] += n;
+      failed += n;
+      messages.emplace(code, r.first_message.at(code));
+    }
+    latencies.insert(latencies.end(), r.latencies.begin(), r.latencies.end());
+  }
+  std::sort(latencies.begin(), latencies.end());
+  const double p50 = Percentile(latencies, 0.50);
+  const double p99 = Percentile(latencies, 0.99);
+  const double per_ca_cpu = ca_cpu > 0 ? ok / ca_cpu : 0;
+  std::string failure_text;
+  for (const auto& [code, n] : failures) {
+    absl::StrAppend(&failure_text, failure_text.empty() ? "" : ",", "code",
+                    code, ":", n);
+    fprintf(stderr, "e2e: %lld failures with status %d, first: %s\n",
+            static_cast<long long>(n), code, messages[code].c_str());
+  }
+  if (failure_text.empty()) failure_text = "none";
+  printf(
+      "e2e (%s channel, %s driver, %d clients): %lld renewals in %.2f s: "
+      "%.0f/s; p50 %.2f ms, p99 %.2f ms; CA CPU %.2f s (%.0f per CA "
+      "CPU-second); bench client CPU %.2f s; failures %lld (%s)\n",
+      channel_mode.c_str(), driver.c_str(), clients, static_cast<long long>(ok),
+      wall, ok / wall, p50, p99, ca_cpu, per_ca_cpu, self_cpu,
+      static_cast<long long>(failed), failure_text.c_str());
+  printf(
+      "RESULT mode=e2e label=%s channel=%s driver=%s clients=%d certs=%lld "
+      "failures=%lld failure_codes=%s wall_s=%.3f per_s=%.1f p50_ms=%.3f "
+      "p99_ms=%.3f ca_cpu_s=%.3f per_ca_cpu_s=%.1f client_cpu_s=%.3f\n",
+      absl::GetFlag(FLAGS_label).c_str(), channel_mode.c_str(), driver.c_str(),
+      clients, static_cast<long long>(ok), static_cast<long long>(failed),
+      failure_text.c_str(), wall, ok / wall, p50, p99, ca_cpu, per_ca_cpu,
+      self_cpu);
+  return 0;
+}
+
+// --driver=async: one thread keeps one call in flight per client, each on
+// that client's own persistent mTLS channel, all on one completion queue.
+// The clock and the CA's CPU count start once every channel has made one
+// call (the TLS handshake) and stop once the last call started before the
+// end has finished.
+int RunE2eAsync(const std::string& address, const std::string& bundle,
+                const std::vector<ClientSetup>& setups, absl::Duration timeout,
+                int ca_pid) {
+  struct Slot {
+    std::unique_ptr<v1::CertificateAuthority::Stub> stub;
+    size_t next = 0;  // index of the next pre-built CSR
+    std::unique_ptr<grpc::ClientContext> context;
+    std::unique_ptr<
+        grpc::ClientAsyncResponseReader<v1::IssueCertificateResponse>>
+        reader;
+    v1::IssueCertificateResponse response;
+    grpc::Status status;
+    absl::Time started;
+  };
+  const int clients = static_cast<int>(setups.size());
+  std::vector<Slot> slots(clients);
+  std::vector<ClientResult> results(clients);
+  for (int i = 0; i < clients; ++i) {
+    slots[i].stub = v1::CertificateAuthority::NewStub(
+        MakeRenewalChannel(address, bundle, setups[i]));
+    // Warm-up, as in the threaded driver: connect before the clock starts.
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+    context.set_wait_for_ready(true);
+    v1::IssueCertificateResponse response;
+    grpc::Status s = slots[i].stub->IssueCertificate(
+        &context, setups[i].requests[0], &response);
+    if (!s.ok() || response.cert_chain_pem_size() == 0) {
+      fprintf(stderr, "client %d warm-up failed: %d %s\n", i,
+              static_cast<int>(s.error_code()), s.error_message().c_str());
+      return Fail(absl::UnavailableError("warm-up renewal failed"));
+    }
+  }
+
+  grpc::CompletionQueue cq;
+  auto start_call = [&](int i) {
+    Slot& slot = slots[i];
+    const ClientSetup& setup = setups[i];
+    slot.context = std::make_unique<grpc::ClientContext>();
+    slot.context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+    slot.response.Clear();
+    slot.started = absl::Now();
+    slot.reader = slot.stub->PrepareAsyncIssueCertificate(
+        slot.context.get(), setup.requests[slot.next++ % setup.requests.size()],
+        &cq);
+    slot.reader->StartCall();
+    slot.reader->Finish(&slot.response, &slot.status,
+                        reinterpret_cast<void*>(static_cast<intptr_t>(i)));
+  };
+
+  absl::StatusOr<absl::Duration> ca_cpu_start = absl::ZeroDuration();
+  if (ca_pid > 0) ca_cpu_start = ProcessCpu(ca_pid);
+  if (!ca_cpu_start.ok()) return Fail(ca_cpu_start.status());
+  const absl::Duration self_cpu_start = SelfCpu();
+  const absl::Time start = absl::Now();
+  const absl::Time end = start + absl::Seconds(absl::GetFlag(FLAGS_seconds));
+  for (int i = 0; i < clients; ++i) start_call(i);
+  int in_flight = clients;
+  void* tag = nullptr;
+  bool ok = false;
+  while (in_flight > 0 && cq.Next(&tag, &ok)) {
+    const int i = static_cast<int>(reinterpret_cast<intptr_t>(tag));
+    Slot& slot = slots[i];
+    const absl::Time now = absl::Now();
+    grpc::Status s = ok ? slot.status
+                        : grpc::Status(grpc::StatusCode::INTERNAL,
+                                       "completion queue reported failure");
+    if (s.ok() && slot.response.cert_chain_pem_size() == 0) {
+      s = grpc::Status(grpc::StatusCode::INTERNAL, "empty chain");
+    }
+    ClientResult& result = results[i];
+    if (s.ok()) {
+      ++result.ok;
+      result.latencies.push_back(now - slot.started);
+    } else {
+      const int code = static_cast<int>(s.error_code());
+      if (result.failures[code]++ == 0) {
+        result.first_message[code] = s.error_message();
+      }
+    }
+    if (now < end) {
+      start_call(i);
+    } else {
+      --in_flight;
+    }
+  }
+  const int status =
+      Report(results, start, self_cpu_start, ca_pid, *ca_cpu_start);
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+  return status;
+}
+
 int RunE2e() {
   const std::string address = absl::GetFlag(FLAGS_ca);
   const int clients = std::max(1, absl::GetFlag(FLAGS_clients));
@@ -416,6 +580,17 @@ int RunE2e() {
   }
   client::CaClientOptions options;
   options.address = address;
+  if (absl::GetFlag(FLAGS_driver) == "async") {
+    if (channel_mode != "persistent") {
+      return Fail(absl::InvalidArgumentError(
+          "--driver=async needs --channel=persistent"));
+    }
+    return RunE2eAsync(address, *bundle, setups, options.timeout, ca_pid);
+  }
+  if (absl::GetFlag(FLAGS_driver) != "threads") {
+    return Fail(
+        absl::InvalidArgumentError("--driver must be threads or async"));
+  }
   options.ca_bundle_pem = *bundle;
   options.server_name = absl::GetFlag(FLAGS_server_name);
   absl::StatusOr<std::unique_ptr<client::CaClient>> ca_client =
@@ -531,57 +706,7 @@ int RunE2e() {
   // closed loop that is at most one per client, and the wall time below runs
   // until they have.
   for (std::thread& t : threads) t.join();
-  const double wall = absl::ToDoubleSeconds(absl::Now() - start);
-  const double self_cpu = absl::ToDoubleSeconds(SelfCpu() - self_cpu_start);
-  double ca_cpu = 0;
-  if (ca_pid > 0) {
-    absl::StatusOr<absl::Duration> end = ProcessCpu(ca_pid);
-    if (!end.ok()) return Fail(end.status());
-    ca_cpu = absl::ToDoubleSeconds(*end - *ca_cpu_start);
-  }
-
-  int64_t ok = 0;
-  int64_t failed = 0;
-  std::map<int, int64_t> failures;
-  std::map<int, std::string> messages;
-  std::vector<absl::Duration> latencies;
-  for (const ClientResult& r : results) {
-    ok += r.ok;
-    for (const auto& [code, n] : r.failures) {
-      failures[code] += n;
-      failed += n;
-      messages.emplace(code, r.first_message.at(code));
-    }
-    latencies.insert(latencies.end(), r.latencies.begin(), r.latencies.end());
-  }
-  std::sort(latencies.begin(), latencies.end());
-  const double p50 = Percentile(latencies, 0.50);
-  const double p99 = Percentile(latencies, 0.99);
-  const double per_ca_cpu = ca_cpu > 0 ? ok / ca_cpu : 0;
-  std::string failure_text;
-  for (const auto& [code, n] : failures) {
-    absl::StrAppend(&failure_text, failure_text.empty() ? "" : ",", "code",
-                    code, ":", n);
-    fprintf(stderr, "e2e: %lld failures with status %d, first: %s\n",
-            static_cast<long long>(n), code, messages[code].c_str());
-  }
-  if (failure_text.empty()) failure_text = "none";
-  printf(
-      "e2e (%s channel, %d clients): %lld renewals in %.2f s: %.0f/s; "
-      "p50 %.2f ms, p99 %.2f ms; CA CPU %.2f s (%.0f per CA CPU-second); "
-      "bench client CPU %.2f s; failures %lld (%s)\n",
-      channel_mode.c_str(), clients, static_cast<long long>(ok), wall,
-      ok / wall, p50, p99, ca_cpu, per_ca_cpu, self_cpu,
-      static_cast<long long>(failed), failure_text.c_str());
-  printf(
-      "RESULT mode=e2e label=%s channel=%s clients=%d certs=%lld "
-      "failures=%lld failure_codes=%s wall_s=%.3f per_s=%.1f p50_ms=%.3f "
-      "p99_ms=%.3f ca_cpu_s=%.3f per_ca_cpu_s=%.1f client_cpu_s=%.3f\n",
-      absl::GetFlag(FLAGS_label).c_str(), channel_mode.c_str(), clients,
-      static_cast<long long>(ok), static_cast<long long>(failed),
-      failure_text.c_str(), wall, ok / wall, p50, p99, ca_cpu, per_ca_cpu,
-      self_cpu);
-  return 0;
+  return Report(results, start, self_cpu_start, ca_pid, *ca_cpu_start);
 }
 
 }  // namespace
