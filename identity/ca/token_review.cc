@@ -186,7 +186,8 @@ TokenReviewVerdict DecideTokenReview(int http_status, absl::string_view body,
     } else if (http_status == 403) {
       hint =
           " (the CA's service account may not create tokenreviews: bind "
-          "it to the ClusterRole system:auth-delegator)";
+          "it to a ClusterRole that allows that, as deploy/k8s/ca/rbac.yaml "
+          "does)";
     }
     verdict.status = TokenReviewFailed(
         absl::StrCat("the API server answered HTTP ", http_status, hint));

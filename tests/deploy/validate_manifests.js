@@ -540,10 +540,30 @@ function checkTokenReview(index, w, ns, spec, c, review) {
       d.obj &&
       d.obj.kind === "ClusterRoleBinding" &&
       (d.obj.roleRef || {}).kind === "ClusterRole" &&
-      (d.obj.roleRef || {}).name === "system:auth-delegator" &&
+      clusterRoleAllows(index, d.obj.roleRef.name, "authentication.k8s.io", "tokenreviews", "create") &&
       (d.obj.subjects || []).some((s) => s.kind === "ServiceAccount" && s.name === sa && s.namespace === ns),
   );
-  if (!bound) fail(w, `the CA's service account ${ns}/${sa} may not create tokenreviews (kubernetes.token_review is enabled): bind it to the ClusterRole system:auth-delegator with a ClusterRoleBinding`);
+  if (!bound) fail(w, `the CA's service account ${ns}/${sa} may not create tokenreviews (kubernetes.token_review is enabled): bind it with a ClusterRoleBinding to a ClusterRole that allows create on tokenreviews.authentication.k8s.io (deploy/k8s/ca/rbac.yaml), or to the built-in system:auth-delegator`);
+}
+
+// Whether the ClusterRole `name` lets its subjects `verb` `resource` of API
+// group `group`: the built-in system:auth-delegator (create tokenreviews and
+// subjectaccessreviews), or a ClusterRole in these manifests with a rule
+// naming all three (or "*").
+function clusterRoleAllows(index, name, group, resource, verb) {
+  if (name === "system:auth-delegator") {
+    return group === "authentication.k8s.io" && resource === "tokenreviews" && verb === "create";
+  }
+  const names = (list, want) => (list || []).some((v) => v === want || v === "*");
+  return index.docs.some(
+    (d) =>
+      d.obj &&
+      d.obj.kind === "ClusterRole" &&
+      (d.obj.metadata || {}).name === name &&
+      (d.obj.rules || []).some(
+        (r) => names(r.apiGroups, group) && names(r.resources, resource) && names(r.verbs, verb),
+      ),
+  );
 }
 
 function checkService(index, w, doc) {
