@@ -227,14 +227,11 @@ std::string VerifyFailureLabel(SSL* ssl) {
   return state == nullptr ? "" : state->failure_label;
 }
 
-absl::StatusOr<SpiffeId> VerifyPeerAgain(SSL* ssl, const TrustBundle& bundle,
-                                         absl::Time at) {
-  X509* leaf = PeerLeaf(ssl);
-  if (leaf == nullptr) {
-    return absl::FailedPreconditionError(
-        "no_client_certificate: peer presented no certificate");
-  }
-  // A client's view of the chain holds the leaf, a server's does not.
+namespace {
+
+// The intermediates the peer sent besides its leaf: a client's view of the
+// chain holds the leaf, a server's does not.
+std::vector<X509*> PeerIntermediates(SSL* ssl, X509* leaf) {
   std::vector<X509*> intermediates;
   if (STACK_OF(X509)* chain = SSL_get_peer_cert_chain(ssl)) {
     for (size_t i = 0; i < static_cast<size_t>(sk_X509_num(chain)); ++i) {
@@ -242,9 +239,39 @@ absl::StatusOr<SpiffeId> VerifyPeerAgain(SSL* ssl, const TrustBundle& bundle,
       if (X509_cmp(c, leaf) != 0) intermediates.push_back(c);
     }
   }
+  return intermediates;
+}
+
+void AppendDer(X509* cert, std::string* out) {
+  const int size = i2d_X509(cert, nullptr);
+  if (size <= 0) return;
+  const size_t at = out->size();
+  out->resize(at + static_cast<size_t>(size));
+  auto* p = reinterpret_cast<unsigned char*>(&(*out)[at]);
+  i2d_X509(cert, &p);
+}
+
+}  // namespace
+
+absl::StatusOr<SpiffeId> VerifyPeerAgain(SSL* ssl, const TrustBundle& bundle,
+                                         absl::Time at) {
+  X509* leaf = PeerLeaf(ssl);
+  if (leaf == nullptr) {
+    return absl::FailedPreconditionError(
+        "no_client_certificate: peer presented no certificate");
+  }
   VerifyOptions options;
   options.at = at;
-  return VerifyX509Svid(leaf, intermediates, bundle, options);
+  return VerifyX509Svid(leaf, PeerIntermediates(ssl, leaf), bundle, options);
+}
+
+std::string PeerChainDer(SSL* ssl) {
+  std::string der;
+  X509* leaf = PeerLeaf(ssl);
+  if (leaf == nullptr) return der;
+  AppendDer(leaf, &der);
+  for (X509* c : PeerIntermediates(ssl, leaf)) AppendDer(c, &der);
+  return der;
 }
 
 std::string VerifyFailureLabelOf(absl::string_view message) {

@@ -57,6 +57,11 @@ X509* PeerLeaf(SSL* ssl);
 absl::StatusOr<SpiffeId> VerifyPeerAgain(SSL* ssl, const TrustBundle& bundle,
                                          absl::Time at);
 
+// The chain the peer sent, DER-encoded and concatenated, leaf first (the
+// certificates VerifyPeerAgain checks): equal for two connections exactly
+// when their peers sent the same chain. Empty when the peer sent none.
+std::string PeerChainDer(SSL* ssl);
+
 // The metrics label of a verifier failure message (see VerifyFailureLabel):
 // the text before its first ':', or "verify".
 std::string VerifyFailureLabelOf(absl::string_view message);

@@ -503,6 +503,7 @@ absl::Status RunSidecar(const SidecarConfig& config,
           .Add("connections_drained", static_cast<int64_t>(counts.drained))
           .Add("connections_in_handshake",
                static_cast<int64_t>(counts.in_handshake))
+          .Add("chains_verified", static_cast<int64_t>(counts.chains_verified))
           .Emit();
     }
   }

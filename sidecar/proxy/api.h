@@ -120,6 +120,9 @@ struct RecheckCounts {
   int kept = 0;          // the peer passed under the new bundle
   int drained = 0;       // it did not: GOAWAY
   int in_handshake = 0;  // checked when the handshake completes
+  // Peer chains verified for kept + drained: connections whose peers sent
+  // the same chain (ConnectionSecurity::PeerChainKey) share one check.
+  int chains_verified = 0;
 };
 
 class ConnectionSecurity {  // thread-safe; called on worker threads
@@ -157,6 +160,10 @@ class ConnectionSecurity {  // thread-safe; called on worker threads
   // established connection, and closes one just handshaken (server side) /
   // fails its calls (client side), counted as the handshake refusal it is.
   virtual Refusal RecheckPeer(SSL* ssl) { return Refusal(); }
+  // What RecheckPeer's verdict depends on besides the credentials: two
+  // connections with the same key get the same verdict within one recheck
+  // pass, so only one is checked. Empty: check every connection.
+  virtual std::string PeerChainKey(SSL* ssl) { return std::string(); }
 };
 
 }  // namespace meshguard::sidecar::proxy

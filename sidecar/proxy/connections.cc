@@ -453,14 +453,27 @@ void Connection::OnIdleTimeout(evutil_socket_t, short, void* arg) {
   if (!self->closed_) self->StartDrain();
 }
 
-Connection::Recheck Connection::RecheckPeer(uint64_t version) {
+ConnectionSecurity::Refusal RecheckVerdicts::Check(SSL* ssl) {
+  std::string key = security_->PeerChainKey(ssl);
+  if (!key.empty()) {
+    auto it = by_chain_.find(key);
+    if (it != by_chain_.end()) return it->second;
+  }
+  ++verified_;
+  ConnectionSecurity::Refusal refusal = security_->RecheckPeer(ssl);
+  if (!key.empty()) by_chain_.emplace(std::move(key), refusal);
+  return refusal;
+}
+
+Connection::Recheck Connection::RecheckPeer(uint64_t version,
+                                            RecheckVerdicts* verdicts) {
   if (!connected_) {
     // The handshake runs under the old bundle; the peer is checked once it
     // completes (OnConnected), before the connection carries a call.
     recheck_peer_ = true;
     return Recheck::kDeferred;
   }
-  ConnectionSecurity::Refusal refusal = worker_->security()->RecheckPeer(ssl_);
+  ConnectionSecurity::Refusal refusal = verdicts->Check(ssl_);
   if (refusal.kind == ConnectionSecurity::Refusal::Kind::kNone) {
     credentials_.version = version;
     return Recheck::kKept;

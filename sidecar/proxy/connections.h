@@ -23,6 +23,7 @@
 #include <optional>
 #include <string>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "identity/crypto/ssl_ptr.h"
@@ -34,6 +35,24 @@
 #include "sidecar/proxy/worker.h"
 
 namespace meshguard::sidecar::proxy {
+
+// One recheck pass's verdicts (Worker::RecheckPeersOlderThan), by the peer's
+// chain (ConnectionSecurity::PeerChainKey): the connections of one peer,
+// pooled siblings and those of every worker of a peer sidecar, cost one
+// chain verification per pass. Lives on the worker's stack for the pass, so
+// no verdict outlives the credentials it was reached under.
+class RecheckVerdicts {
+ public:
+  explicit RecheckVerdicts(ConnectionSecurity* security)
+      : security_(security) {}
+  ConnectionSecurity::Refusal Check(SSL* ssl);
+  int verified() const { return verified_; }
+
+ private:
+  ConnectionSecurity* security_;
+  absl::flat_hash_map<std::string, ConnectionSecurity::Refusal> by_chain_;
+  int verified_ = 0;
+};
 
 class Connection : public Deletable, public Transport, public SessionCallbacks {
  public:
@@ -51,8 +70,9 @@ class Connection : public Deletable, public Transport, public SessionCallbacks {
   // carries on, as of `version`; one whose peer does not (revoked, or its
   // root gone) is drained. One still in its handshake checks its peer once
   // the handshake completes, and is closed then if it fails.
+  // `verdicts` holds the pass's verdicts so far, by peer chain.
   enum class Recheck { kKept, kDrained, kDeferred };
-  Recheck RecheckPeer(uint64_t version);
+  Recheck RecheckPeer(uint64_t version, RecheckVerdicts* verdicts);
   // Closes now; with `flush`, what is queued is written first (bounded).
   void Close(bool flush);
 

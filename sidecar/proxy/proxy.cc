@@ -104,6 +104,7 @@ RecheckCounts Proxy::RecheckPeersOlderThan(uint64_t version) {
     total.kept += slot.counts.kept;
     total.drained += slot.counts.drained;
     total.in_handshake += slot.counts.in_handshake;
+    total.chains_verified += slot.counts.chains_verified;
   }
   return total;
 }

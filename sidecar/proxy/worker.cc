@@ -293,12 +293,13 @@ void Worker::BeginDrain() {
 
 RecheckCounts Worker::RecheckPeersOlderThan(uint64_t version) {
   RecheckCounts counts;
+  RecheckVerdicts verdicts(security_);
   std::vector<Connection*> all(connections_.begin(), connections_.end());
   for (Connection* c : all) {
     if (!c->is_tls() || c->draining() || c->credentials().version >= version) {
       continue;
     }
-    switch (c->RecheckPeer(version)) {
+    switch (c->RecheckPeer(version, &verdicts)) {
       case Connection::Recheck::kKept:
         ++counts.kept;
         counters_.rechecks_kept.Add();
@@ -314,6 +315,7 @@ RecheckCounts Worker::RecheckPeersOlderThan(uint64_t version) {
         break;
     }
   }
+  counts.chains_verified = verdicts.verified();
   return counts;
 }
 

@@ -105,6 +105,12 @@ proxy::ConnectionSecurity::Refusal MeshConnectionSecurity::RecheckPeer(
   return refusal;
 }
 
+// RecheckPeer checks the chain the peer sent against the current bundle at
+// the current time; within one recheck pass only the chain differs.
+std::string MeshConnectionSecurity::PeerChainKey(SSL* ssl) {
+  return crypto::PeerChainDer(ssl);
+}
+
 proxy::CredentialInfo MeshConnectionSecurity::Credentials(SSL* ssl) {
   proxy::CredentialInfo info;
   const TlsCredentials* creds = CredsOf(ssl);

@@ -27,6 +27,7 @@ class MeshConnectionSecurity final : public proxy::ConnectionSecurity {
   // The peer's chain through the same checks as at the handshake
   // (crypto::VerifyX509Svid), against the trust bundle current now.
   Refusal RecheckPeer(SSL* ssl) override;
+  std::string PeerChainKey(SSL* ssl) override;
 
  private:
   SSL* NewSsl(bool server);

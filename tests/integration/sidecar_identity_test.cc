@@ -27,10 +27,12 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/escaping.h"
@@ -60,6 +62,8 @@ using ::meshguard::crypto::testing::RootSpec;
 using ::meshguard::crypto::testing::TestCert;
 using ::meshguard::testing::EchoRequest;
 using ::meshguard::testing::EchoResponse;
+using ::meshguard::testing::SleepRequest;
+using ::meshguard::testing::SleepResponse;
 
 constexpr char kEchoAuthority[] = "echo.svc";
 constexpr char kWrongIdAuthority[] = "wrong-id.svc";
@@ -666,6 +670,93 @@ TEST_F(SidecarIdentityTest, ARevocationOfSomeoneElseKeepsOpenConnections) {
   EXPECT_GE(server_->MetricSum("meshguard_bundle_rechecks_total",
                                {"result=\"kept\""}),
             1);
+}
+
+// The count a "bundle_changed" line gives for `field`, or -1.
+int BundleChangedCount(const std::string& line, const std::string& field) {
+  const std::string key = absl::StrCat("\"", field, "\":");
+  const size_t at = line.find(key);
+  if (at == std::string::npos) return -1;
+  return std::atoi(line.c_str() + at + key.size());
+}
+
+// A new bundle costs each sidecar one chain verification per peer, not one
+// per connection: the connections one client sidecar pools to one server
+// sidecar carry the same chain each way, and share one verdict.
+TEST_F(SidecarIdentityTest, ABundleChangeVerifiesEachPeersChainOnce) {
+  absl::StatusOr<EchoApp*> app = mesh_->StartEchoServer();
+  ASSERT_TRUE(app.ok()) << app.status();
+  SidecarSpec b_spec;
+  b_spec.name = "pooled-server";
+  b_spec.app = (*app)->address();
+  absl::StatusOr<Sidecar*> b = mesh_->StartSidecar(b_spec);
+  ASSERT_TRUE(b.ok()) << b.status();
+  SidecarSpec a_spec;
+  a_spec.name = "pooled-client";
+  a_spec.routes = {RouteTo(kEchoAuthority, **b)};
+  absl::StatusOr<Sidecar*> a = mesh_->StartSidecar(a_spec);
+  ASSERT_TRUE(a.ok()) << a.status();
+
+  // Overlapping calls: while every connection carries one, the client's
+  // pool opens a sibling (sidecar/proxy/upstream_pool.cc).
+  auto stub = (*a)->Stub(kEchoAuthority);
+  std::vector<grpc::Status> statuses(6);
+  std::vector<std::thread> calls;
+  for (size_t i = 0; i < statuses.size(); ++i) {
+    calls.emplace_back([&, i] {
+      grpc::ClientContext context;
+      context.set_deadline(DeadlineIn(absl::Seconds(10)));
+      SleepRequest request;
+      request.set_sleep_ms(1000);
+      SleepResponse response;
+      statuses[i] = stub->Sleep(&context, request, &response);
+    });
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  for (std::thread& t : calls) t.join();
+  for (const grpc::Status& s : statuses) {
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  const double connections =
+      (*a)->MetricSum("meshguard_active", {"kind=\"upstream_connections\""});
+  ASSERT_GE(connections, 2) << "the pool opened no sibling connection";
+
+  const size_t a_changes = (*a)->LogLines("bundle_changed").size();
+  const size_t b_changes = (*b)->LogLines("bundle_changed").size();
+  absl::StatusOr<client::IssuedCertificate> other =
+      mesh_->ca().IssueFor(MeshSpiffeId("revoked-for-the-pool"));
+  ASSERT_TRUE(other.ok()) << other.status();
+  RunResult revoke = mesh_->ca().Ctl(
+      {"revoke", "--serial", other->serial, "--reason", "new bundle"});
+  ASSERT_TRUE(revoke.status.Success()) << revoke.ToString();
+  ASSERT_TRUE(meshguard::testing::WaitFor(
+      [&] {
+        return (*a)->LogLines("bundle_changed").size() > a_changes &&
+               (*b)->LogLines("bundle_changed").size() > b_changes;
+      },
+      absl::Seconds(5), absl::Milliseconds(50)))
+      << "no bundle_changed line from both sidecars";
+  for (Sidecar* side : {*a, *b}) {
+    const std::string line = side->LogLines("bundle_changed").back();
+    EXPECT_EQ(BundleChangedCount(line, "connections_kept"), connections)
+        << line;
+    EXPECT_EQ(BundleChangedCount(line, "connections_drained"), 0) << line;
+    EXPECT_EQ(BundleChangedCount(line, "chains_verified"), 1) << line;
+  }
+  grpc::Status status;
+  auto echo = [&] {
+    grpc::ClientContext context;
+    context.set_deadline(DeadlineIn(absl::Seconds(5)));
+    EchoRequest request;
+    request.set_payload("still pooled");
+    EchoResponse response;
+    return stub->Echo(&context, request, &response);
+  };
+  status = echo();
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(
+      (*a)->MetricSum("meshguard_active", {"kind=\"upstream_connections\""}),
+      connections);
 }
 
 // A connection does not outlive its peer's revocation: once the CRL naming
