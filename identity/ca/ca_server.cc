@@ -42,6 +42,7 @@
 #include "identity/util/clock.h"
 #include "identity/util/file_util.h"
 #include "identity/util/json_log.h"
+#include "identity/util/listener_pause.h"
 #include "identity/util/metrics.h"
 #include "identity/util/proto_duration.h"
 #include "identity/util/rate_limiter.h"
@@ -1204,6 +1205,11 @@ class CaServerImpl final : public CaServer {
   ~CaServerImpl() override { Shutdown(); }
 
   absl::Status Start() override {
+    // Each peer holds a connection (and a bundle watch): not the 1024 of a
+    // shell's default when the container allows more. gRPC 1.51 stops
+    // accepting for good once accept() fails with EMFILE
+    // (docs/operations.md).
+    const uint64_t max_open_files = util::RaiseOpenFileLimit();
     const CaConfig& config = state_->config();
     absl::StatusOr<uint64_t> first = state_->RefreshCrl();
     if (!first.ok()) {
@@ -1307,6 +1313,7 @@ class CaServerImpl final : public CaServer {
         .Add("http_listen", config.admin_http_listen())
         .Add("http_port", http_->port())
         .Add("trust_domain", config.trust_domain())
+        .Add("max_open_files", static_cast<int64_t>(max_open_files))
         .Emit();
     return absl::OkStatus();
   }

@@ -1,5 +1,8 @@
 // meshguard-ca: the CA issuance service. main() parses flags and wires the
 // parts; the work is in ca_material and ca_server.
+#include <grpc/support/log.h>
+
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <optional>
@@ -9,6 +12,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
@@ -20,6 +24,7 @@
 #include "identity/crypto/spiffe_id.h"
 #include "identity/util/config_origins.h"
 #include "identity/util/flag_names.h"
+#include "identity/util/json_log.h"
 #include "identity/util/yaml_config.h"
 
 ABSL_FLAG(std::string, data_dir, "",
@@ -125,12 +130,43 @@ int Help(const std::vector<std::string>& words) {
 }
 
 absl::Notification* g_stop = nullptr;
+std::atomic<bool> g_stopping{false};
+// Set when gRPC stopped accepting on one of the CA's ports.
+std::atomic<bool> g_listener_failed{false};
+
+// Once only: absl::Notification aborts on a second Notify (Debian builds
+// Abseil without NDEBUG).
+void RequestStop() {
+  if (g_stop != nullptr && !g_stopping.exchange(true)) g_stop->Notify();
+}
 
 void HandleSignal(int) {
   // Notify is async-signal-unsafe in general; a dedicated waiter thread
   // would be purer, but absl::Notification::Notify only takes a futex-based
   // mutex that no other code holds at signal time.
-  if (g_stop != nullptr && !g_stop->HasBeenNotified()) g_stop->Notify();
+  RequestStop();
+}
+
+// gRPC's log, with one message acted on. gRPC 1.51 gives up a listening
+// port for good when accept4() fails with anything but EINTR, EAGAIN or
+// ECONNABORTED (out of descriptors: EMFILE, ENFILE; out of memory), and
+// only logs "Failed accept4" (grpc/grpc#16058, #20418). A CA that can no
+// longer be reached is worse than one that restarts: it stops as on
+// SIGTERM, letting the calls it has finish, and exits 1, so that
+// Kubernetes (or systemd) starts it again on the same durable log.
+void OnGrpcLog(gpr_log_func_args* args) {
+  fprintf(stderr, "%s %s:%d] %s\n", gpr_log_severity_string(args->severity),
+          args->file, args->line, args->message);
+  if (absl::StartsWith(args->message, "Failed accept4") &&
+      absl::EndsWith(args->file, "tcp_server_posix.cc")) {
+    if (!g_listener_failed.exchange(true)) {
+      meshguard::util::LogLine("error", "grpc_listener_failed")
+          .Add("error", args->message)
+          .Add("action", "stopping; exit status 1")
+          .Emit();
+    }
+    RequestStop();
+  }
 }
 
 int Fail(const std::string& message) {
@@ -207,11 +243,17 @@ int RunServe() {
   g_stop = &stop;
   signal(SIGTERM, HandleSignal);
   signal(SIGINT, HandleSignal);
+  gpr_set_log_function(&OnGrpcLog);
   if (absl::Status s = (*server)->Start(); !s.ok()) {
     return Fail(absl::StrCat("serve: ", s.message()));
   }
   stop.WaitForNotification();
   (*server)->Shutdown();
+  if (g_listener_failed) {
+    return Fail(
+        "serve: gRPC stopped accepting connections (see the "
+        "grpc_listener_failed line); exiting so that the CA is restarted");
+  }
   return 0;
 }
 

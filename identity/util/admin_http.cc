@@ -14,12 +14,14 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "identity/util/json_log.h"
 
 namespace meshguard::util {
 namespace {
@@ -210,11 +212,29 @@ absl::Status AdminHttpServer::Start() {
   port_ = bound.ss_family == AF_INET6
               ? ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port)
               : ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
-  if (evhttp_accept_socket_with_handle(http_, fd) == nullptr) {
+  evhttp_bound_socket* bound_socket =
+      evhttp_accept_socket_with_handle(http_, fd);
+  if (bound_socket == nullptr) {
     close(fd);
     port_ = 0;
     return fail("evhttp_accept_socket_with_handle failed");
   }
+  // Out of descriptors, a scraper knocking must not make the loop spin.
+  accept_pause_ = std::make_unique<ListenerPause>(
+      base_, evhttp_bound_socket_get_listener(bound_socket),
+      [address = host_.find(':') == std::string::npos
+                     ? absl::StrCat(host_, ":", port_)
+                     : absl::StrCat("[", host_, "]:", port_)](
+          const AcceptFailure& failure, bool report) {
+        if (!report) return;
+        LogLine("warn", "accept_failed")
+            .Add("listener", "admin")
+            .Add("address", address)
+            .Add("error", ErrnoString(failure.error))
+            .Add("failures", static_cast<int64_t>(failure.failures))
+            .Add("paused_ms", absl::ToInt64Milliseconds(ListenerPause::kPause))
+            .Emit();
+      });
   started_ = true;
   if (owns_base_) {
     event_base* base = base_;
@@ -233,6 +253,7 @@ void AdminHttpServer::Stop() {
     event_active(stop_event_, EV_READ, 0);
     thread_.join();
   }
+  accept_pause_.reset();  // before its listener goes with http_
   if (http_ != nullptr) {
     evhttp_free(http_);  // Closes the listener and open connections.
     http_ = nullptr;

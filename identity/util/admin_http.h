@@ -31,6 +31,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "identity/util/listener_pause.h"
 #include "identity/util/metrics.h"
 
 struct event;
@@ -108,6 +109,7 @@ class AdminHttpServer final {
   const bool owns_base_;
   evhttp* http_ = nullptr;
   event* stop_event_ = nullptr;  // Own thread only: breaks the loop.
+  std::unique_ptr<ListenerPause> accept_pause_;  // once started
   int port_ = 0;
   bool started_ = false;
   bool stopped_ = false;

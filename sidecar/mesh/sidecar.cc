@@ -19,6 +19,7 @@
 #include "identity/util/clock.h"
 #include "identity/util/file_util.h"
 #include "identity/util/json_log.h"
+#include "identity/util/listener_pause.h"
 #include "identity/util/metrics.h"
 #include "sidecar/authz/policy_source.h"
 #include "sidecar/config/sidecar_config.h"
@@ -105,6 +106,9 @@ absl::Status BlockingWaitForSignal(absl::Duration timeout, bool* got) {
 
 absl::Status RunSidecar(const SidecarConfig& config,
                         const RunOptions& options) {
+  // Every call in flight holds a descriptor on each side: not the 1024 of a
+  // shell's default when the container allows more.
+  const uint64_t max_open_files = util::RaiseOpenFileLimit();
   std::atomic<bool> ready{false};
   util::MetricsRegistry metrics;
   MutableCredentialStore store;
@@ -293,6 +297,7 @@ absl::Status RunSidecar(const SidecarConfig& config,
   util::LogLine("info", "sidecar_starting")
       .Add("admin", config.listeners().admin())
       .Add("ca", config.ca().address())
+      .Add("max_open_files", static_cast<int64_t>(max_open_files))
       .Emit();
 
   // 4. What can still be wrong with the config, checked before the
@@ -380,6 +385,19 @@ absl::Status RunSidecar(const SidecarConfig& config,
       creds->not_after - std::max(creds->not_before, absl::Now());
   proxy_options.credential_expiry_margin =
       std::min(absl::Seconds(30), lifetime / 5);
+  proxy_options.on_accept_failure = [](const proxy::AcceptFailureReport& r) {
+    char buf[256];
+    util::LogLine("warn", "accept_failed")
+        .Add("listener", r.role == proxy::ListenerRole::kInboundTls
+                             ? "inbound"
+                             : "outbound")
+        .Add("address", r.address)
+        .Add("error", strerror_r(r.error, buf, sizeof(buf)))  // GNU variant
+        .Add("failures", static_cast<int64_t>(r.failures))
+        .Add("paused_ms",
+             absl::ToInt64Milliseconds(util::ListenerPause::kPause))
+        .Emit();
+  };
   absl::StatusOr<std::unique_ptr<proxy::Proxy>> created =
       proxy::Proxy::Create(proxy_options, &security);
   if (!created.ok()) return created.status();
@@ -443,6 +461,16 @@ absl::Status RunSidecar(const SidecarConfig& config,
     sync.Add(handshakes->WithLabels({side, reason}),
              [p, f = field] { return p->TotalCounters().*f; });
   }
+  util::CounterFamily* accept_failures = metrics.AddCounter(
+      "meshguard_accept_failures_total",
+      "accept() failures on a listener for want of file descriptors or "
+      "memory; the listener pauses 100 ms (or until a connection closes) "
+      "instead of spinning. See the accept_failed log line.",
+      {"listener"});
+  sync.Add(accept_failures->WithLabels({"inbound"}),
+           [p] { return p->TotalCounters().inbound_accept_failures; });
+  sync.Add(accept_failures->WithLabels({"outbound"}),
+           [p] { return p->TotalCounters().outbound_accept_failures; });
   util::CounterFamily* drained = metrics.AddCounter(
       "meshguard_connections_drained_for_credentials_total",
       "Connections drained (GOAWAY, then closed once idle) because a "

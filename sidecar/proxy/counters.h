@@ -35,6 +35,9 @@ namespace meshguard::sidecar::proxy {
   X(upstream_handshake_tls_error)                                           \
   X(upstream_handshake_identity_rejected)                                   \
   X(upstream_handshake_alpn_mismatch)                                       \
+  /* accept() failures (out of descriptors or memory): listener paused. */  \
+  X(inbound_accept_failures)                                                \
+  X(outbound_accept_failures)                                               \
   X(goaways_sent)                                                           \
   X(goaways_received)                                                       \
   X(connections_drained_for_credentials)                                    \

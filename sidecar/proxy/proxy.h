@@ -21,6 +21,7 @@
 #define MESHGUARD_SIDECAR_PROXY_PROXY_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -32,6 +33,27 @@
 #include "sidecar/proxy/counters.h"
 
 namespace meshguard::sidecar::proxy {
+
+enum class ListenerRole {
+  // App -> sidecar: plaintext HTTP/2 (h2c), routed by :authority.
+  kOutboundH2c,
+  // Peer sidecar -> sidecar: TLS (ConnectionSecurity::NewServerSsl; a
+  // nullptr there closes the connection; plaintext only when the Proxy has
+  // no ConnectionSecurity at all, for tests), peer identity known to the
+  // filter;
+  // x-forwarded-client-cert is replaced.
+  kInboundTls,
+};
+
+// A listener's accept() failed for want of descriptors or memory, and the
+// listener pauses (util::ListenerPause) instead of spinning. At most one
+// report a second per listener; every failure is counted in Counters.
+struct AcceptFailureReport {
+  ListenerRole role = ListenerRole::kOutboundH2c;
+  std::string address;    // as bound: "127.0.0.1:15001"
+  int error = 0;          // errno
+  uint64_t failures = 0;  // since the previous report, this one included
+};
 
 struct ProxyOptions {
   int num_workers = 1;
@@ -48,17 +70,8 @@ struct ProxyOptions {
   // Graceful GOAWAY: between the shutdown notice (GOAWAY 2^31-1) and the
   // final GOAWAY, so that streams the client opened meanwhile still count.
   absl::Duration goaway_notice_delay = absl::Milliseconds(200);
-};
-
-enum class ListenerRole {
-  // App -> sidecar: plaintext HTTP/2 (h2c), routed by :authority.
-  kOutboundH2c,
-  // Peer sidecar -> sidecar: TLS (ConnectionSecurity::NewServerSsl; a
-  // nullptr there closes the connection; plaintext only when the Proxy has
-  // no ConnectionSecurity at all, for tests), peer identity known to the
-  // filter;
-  // x-forwarded-client-cert is replaced.
-  kInboundTls,
+  // Runs on a worker thread; optional.
+  std::function<void(const AcceptFailureReport&)> on_accept_failure;
 };
 
 struct ListenerConfig {

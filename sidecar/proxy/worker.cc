@@ -167,8 +167,31 @@ absl::StatusOr<int> Worker::Listen(const ListenerConfig& config, int port) {
     close(fd);
     return absl::InternalError("evconnlistener_new failed");
   }
+  const std::string host = config.address.substr(0, config.address.rfind(':'));
+  state->pause = std::make_unique<util::ListenerPause>(
+      base_.get(), state->listener.get(),
+      [this, role = config.role, address = absl::StrCat(host, ":", bound_port)](
+          const util::AcceptFailure& failure, bool report) {
+        (role == ListenerRole::kInboundTls ? counters_.inbound_accept_failures
+                                           : counters_.outbound_accept_failures)
+            .Add();
+        if (!report || !options_.on_accept_failure) return;
+        AcceptFailureReport r;
+        r.role = role;
+        r.address = address;
+        r.error = failure.error;
+        r.failures = failure.failures;
+        options_.on_accept_failure(r);
+      });
   listeners_.push_back(std::move(state));
   return bound_port;
+}
+
+void Worker::RemoveConnection(Connection* c) {
+  connections_.erase(c);
+  for (auto& l : listeners_) {
+    if (l->pause != nullptr) l->pause->Resume();
+  }
 }
 
 void Worker::OnAccept(evconnlistener*, evutil_socket_t fd, sockaddr*, int,
@@ -197,7 +220,7 @@ void Worker::Stop() {
 }
 
 void Worker::CloseAll() {
-  for (auto& l : listeners_) l->listener.reset();
+  for (auto& l : listeners_) l->Close();
   std::vector<Connection*> all(connections_.begin(), connections_.end());
   for (Connection* c : all) c->Close(false);
   RunPosted();
@@ -284,7 +307,7 @@ void Worker::RunPosted() {
 }
 
 void Worker::BeginDrain() {
-  for (auto& l : listeners_) l->listener.reset();  // configs stay for conns
+  for (auto& l : listeners_) l->Close();  // configs stay for conns
   std::vector<Connection*> all(connections_.begin(), connections_.end());
   for (Connection* c : all) {
     if (c->is_downstream()) c->StartDrain();

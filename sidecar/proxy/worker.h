@@ -20,6 +20,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "identity/util/listener_pause.h"
 #include "sidecar/proxy/counters.h"
 #include "sidecar/proxy/proxy.h"
 #include "sidecar/proxy/transport.h"
@@ -79,7 +80,9 @@ class Worker final : public Dispatcher {
   static constexpr size_t kPlaintextBufferSize = 64 << 10;
   uint8_t* read_buffer() { return read_buffer_.get(); }
   uint8_t* plaintext_buffer() { return plaintext_buffer_.get(); }
-  void RemoveConnection(Connection* c) { connections_.erase(c); }
+  // A closed connection frees a descriptor: a listener paused for want of
+  // one tries again at once.
+  void RemoveConnection(Connection* c);
   void BeginDrain();
   // Connection::RecheckPeer for every TLS connection older than `version`.
   RecheckCounts RecheckPeersOlderThan(uint64_t version);
@@ -92,6 +95,12 @@ class Worker final : public Dispatcher {
     Worker* worker;
     ListenerConfig config;
     std::unique_ptr<evconnlistener, ListenerDeleter> listener;
+    // After `listener`: destroyed first, while the listener still exists.
+    std::unique_ptr<util::ListenerPause> pause;
+    void Close() {
+      pause.reset();
+      listener.reset();
+    }
   };
 
   static void OnAccept(evconnlistener*, evutil_socket_t fd, sockaddr* addr,
