@@ -672,6 +672,17 @@ TEST_F(SidecarIdentityTest, ARevocationOfSomeoneElseKeepsOpenConnections) {
             1);
 }
 
+// One Echo call on `stub`, 5 s deadline.
+grpc::Status EchoOn(meshguard::testing::Echo::Stub* stub,
+                    const std::string& payload) {
+  grpc::ClientContext context;
+  context.set_deadline(DeadlineIn(absl::Seconds(5)));
+  EchoRequest request;
+  request.set_payload(payload);
+  EchoResponse response;
+  return stub->Echo(&context, request, &response);
+}
+
 // The count a "bundle_changed" line gives for `field`, or -1.
 int BundleChangedCount(const std::string& line, const std::string& field) {
   const std::string key = absl::StrCat("\"", field, "\":");
@@ -743,16 +754,7 @@ TEST_F(SidecarIdentityTest, ABundleChangeVerifiesEachPeersChainOnce) {
     EXPECT_EQ(BundleChangedCount(line, "connections_drained"), 0) << line;
     EXPECT_EQ(BundleChangedCount(line, "chains_verified"), 1) << line;
   }
-  grpc::Status status;
-  auto echo = [&] {
-    grpc::ClientContext context;
-    context.set_deadline(DeadlineIn(absl::Seconds(5)));
-    EchoRequest request;
-    request.set_payload("still pooled");
-    EchoResponse response;
-    return stub->Echo(&context, request, &response);
-  };
-  status = echo();
+  grpc::Status status = EchoOn(stub.get(), "still pooled");
   EXPECT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(
       (*a)->MetricSum("meshguard_active", {"kind=\"upstream_connections\""}),
@@ -770,14 +772,7 @@ TEST_F(SidecarIdentityTest, RevokedPeersOpenConnectionIsDrainedAndNotReopened) {
   ASSERT_TRUE(started.ok()) << started.status();
   Sidecar* doomed = *started;
   auto stub = doomed->Stub(kEchoAuthority);
-  auto echo = [&] {
-    grpc::ClientContext context;
-    context.set_deadline(DeadlineIn(absl::Seconds(5)));
-    EchoRequest request;
-    request.set_payload("still me?");
-    EchoResponse response;
-    return stub->Echo(&context, request, &response);
-  };
+  auto echo = [&] { return EchoOn(stub.get(), "still me?"); };
   grpc::Status first = echo();
   ASSERT_TRUE(first.ok()) << first.error_message();
   const double drained_before = server_->MetricSum(
