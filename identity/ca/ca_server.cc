@@ -681,6 +681,28 @@ class CertificateAuthorityImpl final
     v1::TrustBundle in_flight_ ABSL_GUARDED_BY(mu_);
   };
 
+  // The store's answer on a join token: a verdict (unknown, used, expired:
+  // UNAUTHENTICATED, "bad_join_token"), or none because the store failed
+  // (disk full, I/O error): UNAVAILABLE, "storage_failed", not the caller's
+  // fault, and the token is not spent, so it works once the store does.
+  // The store's message names the token's identity or the database path;
+  // an unauthenticated caller gets only the reason, the log gets all.
+  grpc::Status JoinTokenRefused(const absl::Status& store,
+                                const std::string& method,
+                                const std::string& requester,
+                                bool* not_callers_fault) {
+    const std::string full(store.message());
+    if (absl::IsUnauthenticated(store)) {
+      return Refuse(state_, method, "bad_join_token", requester,
+                    grpc::StatusCode::UNAUTHENTICATED,
+                    full.substr(0, full.find(" (")), full);
+    }
+    if (not_callers_fault != nullptr) *not_callers_fault = true;
+    return Refuse(state_, method, "storage_failed", requester,
+                  grpc::StatusCode::UNAVAILABLE,
+                  "the CA cannot use its issuance log; retry later", full);
+  }
+
   // Decides who the caller is: join token, then bearer token, then a client
   // certificate. Exactly one credential is used.
   grpc::Status Authenticate(const grpc::ServerContextBase& context,
@@ -700,12 +722,8 @@ class CertificateAuthorityImpl final
       absl::StatusOr<std::string> id =
           state_->store().LookupJoinToken(caller->join_token_hash, now);
       if (!id.ok()) {
-        // The store's message names the token's identity; an
-        // unauthenticated caller gets only the reason, the log gets all.
-        std::string full(id.status().message());
-        return Refuse(state_, caller->auth_method, "bad_join_token", requester,
-                      grpc::StatusCode::UNAUTHENTICATED,
-                      full.substr(0, full.find(" (")), full);
+        return JoinTokenRefused(id.status(), caller->auth_method, requester,
+                                &caller->not_callers_fault);
       }
       caller->spiffe_id = *id;
       return grpc::Status::OK;
@@ -961,11 +979,14 @@ class CertificateAuthorityImpl final
     if (!caller.join_token_hash.empty()) {
       absl::StatusOr<std::string> consumed =
           state_->store().ConsumeJoinToken(caller.join_token_hash, absl::Now());
-      if (!consumed.ok() || *consumed != caller.spiffe_id) {
-        std::string full(consumed.status().message());
-        return Refuse(state_, caller.auth_method, "bad_join_token", requester,
-                      grpc::StatusCode::UNAUTHENTICATED,
-                      full.substr(0, full.find(" (")), full);
+      if (!consumed.ok()) {
+        return JoinTokenRefused(consumed.status(), caller.auth_method,
+                                requester, nullptr);
+      }
+      if (*consumed != caller.spiffe_id) {
+        return JoinTokenRefused(
+            absl::UnauthenticatedError("join token changed identity"),
+            caller.auth_method, requester, nullptr);
       }
     }
 

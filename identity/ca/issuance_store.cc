@@ -93,12 +93,14 @@ absl::StatusCode CodeFor(int rc) {
       return absl::StatusCode::kUnavailable;
     case SQLITE_FULL:
       return absl::StatusCode::kResourceExhausted;
+    case SQLITE_CORRUPT:
+      return absl::StatusCode::kDataLoss;
+    // Not PERMISSION_DENIED: the store uses that for a renewal whose
+    // certificate was revoked while it was in flight, a verdict on the
+    // caller; a read-only database says nothing about the caller.
     case SQLITE_READONLY:
     case SQLITE_PERM:
     case SQLITE_AUTH:
-      return absl::StatusCode::kPermissionDenied;
-    case SQLITE_CORRUPT:
-      return absl::StatusCode::kDataLoss;
     case SQLITE_NOTADB:
     case SQLITE_CANTOPEN:
       return absl::StatusCode::kFailedPrecondition;
