@@ -291,6 +291,42 @@ absl::StatusOr<TestCert> LoadRealIntermediate(const CaInstance& ca) {
 
 // ---- The fixture -----------------------------------------------------------
 
+// The count a "bundle_changed" line gives for `field`, or -1.
+int BundleChangedCount(const std::string& line, const std::string& field) {
+  const std::string key = absl::StrCat("\"", field, "\":");
+  const size_t at = line.find(key);
+  if (at == std::string::npos) return -1;
+  return std::atoi(line.c_str() + at + key.size());
+}
+
+// Revokes `serial`; the sequence number of the bundle that carries the new
+// CRL (meshguardctl prints it), or -1 after a failure.
+int64_t Revoke(Mesh* mesh, const std::string& serial) {
+  RunResult revoke = mesh->ca().Ctl(
+      {"revoke", "--serial", serial, "--reason", "mid-handshake test"});
+  EXPECT_TRUE(revoke.status.Success()) << revoke.ToString();
+  const std::string key = "bundle_sequence_number: ";
+  const size_t at = revoke.out.find(key);
+  EXPECT_NE(at, std::string::npos) << revoke.ToString();
+  if (!revoke.status.Success() || at == std::string::npos) return -1;
+  return std::atoll(revoke.out.c_str() + at + key.size());
+}
+
+// Waits until `sidecar` has checked its connections against the bundle
+// `sequence` or a later one. Its check runs up to half a second after the
+// bundle arrives, so a "bundle_changed" line of an earlier bundle can still
+// be on its way: the line's sequence says which bundle it was.
+bool AwaitRecheck(const Sidecar& sidecar, int64_t sequence) {
+  return meshguard::testing::WaitFor(
+      [&] {
+        const std::vector<std::string> lines =
+            sidecar.LogLines("bundle_changed");
+        return !lines.empty() &&
+               BundleChangedCount(lines.back(), "sequence") >= sequence;
+      },
+      absl::Seconds(4), absl::Milliseconds(50));
+}
+
 class SidecarIdentityTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -350,21 +386,11 @@ class SidecarIdentityTest : public ::testing::Test {
   // connections against the new bundle (the one in its handshake marked to
   // be checked when the handshake completes).
   void RevokeAndAwaitRecheck(const std::string& serial) {
-    const size_t rechecks = BundleChanges();
-    RunResult revoke = mesh_->ca().Ctl(
-        {"revoke", "--serial", serial, "--reason", "mid-handshake test"});
-    ASSERT_TRUE(revoke.status.Success()) << revoke.ToString();
-    ASSERT_TRUE(
-        meshguard::testing::WaitFor([&] { return BundleChanges() > rechecks; },
-                                    absl::Seconds(4), absl::Milliseconds(50)))
-        << "the server sidecar did not check its connections against the "
-           "new bundle in time (its handshake timeout is 5 s)";
-  }
-
-  // One "bundle_changed" line is logged once every connection has been
-  // checked against a new bundle.
-  static size_t BundleChanges() {
-    return server_->LogLines("bundle_changed").size();
+    const int64_t sequence = Revoke(mesh_, serial);
+    ASSERT_GE(sequence, 0);
+    ASSERT_TRUE(AwaitRecheck(*server_, sequence))
+        << "the server sidecar did not check its connections against bundle "
+        << sequence << " in time (its handshake timeout is 5 s)";
   }
 
   double InboundChainFailures() const {
@@ -683,14 +709,6 @@ grpc::Status EchoOn(meshguard::testing::Echo::Stub* stub,
   return stub->Echo(&context, request, &response);
 }
 
-// The count a "bundle_changed" line gives for `field`, or -1.
-int BundleChangedCount(const std::string& line, const std::string& field) {
-  const std::string key = absl::StrCat("\"", field, "\":");
-  const size_t at = line.find(key);
-  if (at == std::string::npos) return -1;
-  return std::atoi(line.c_str() + at + key.size());
-}
-
 // A new bundle costs each sidecar one chain verification per peer, not one
 // per connection: the connections one client sidecar pools to one server
 // sidecar carry the same chain each way, and share one verdict.
@@ -732,21 +750,14 @@ TEST_F(SidecarIdentityTest, ABundleChangeVerifiesEachPeersChainOnce) {
       (*a)->MetricSum("meshguard_active", {"kind=\"upstream_connections\""});
   ASSERT_GE(connections, 2) << "the pool opened no sibling connection";
 
-  const size_t a_changes = (*a)->LogLines("bundle_changed").size();
-  const size_t b_changes = (*b)->LogLines("bundle_changed").size();
   absl::StatusOr<client::IssuedCertificate> other =
       mesh_->ca().IssueFor(MeshSpiffeId("revoked-for-the-pool"));
   ASSERT_TRUE(other.ok()) << other.status();
-  RunResult revoke = mesh_->ca().Ctl(
-      {"revoke", "--serial", other->serial, "--reason", "new bundle"});
-  ASSERT_TRUE(revoke.status.Success()) << revoke.ToString();
-  ASSERT_TRUE(meshguard::testing::WaitFor(
-      [&] {
-        return (*a)->LogLines("bundle_changed").size() > a_changes &&
-               (*b)->LogLines("bundle_changed").size() > b_changes;
-      },
-      absl::Seconds(5), absl::Milliseconds(50)))
-      << "no bundle_changed line from both sidecars";
+  const int64_t sequence = Revoke(mesh_, other->serial);
+  ASSERT_GE(sequence, 0);
+  ASSERT_TRUE(AwaitRecheck(**a, sequence) && AwaitRecheck(**b, sequence))
+      << "no bundle_changed line for bundle " << sequence
+      << " from both sidecars";
   for (Sidecar* side : {*a, *b}) {
     const std::string line = side->LogLines("bundle_changed").back();
     EXPECT_EQ(BundleChangedCount(line, "connections_kept"), connections)
