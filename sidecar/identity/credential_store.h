@@ -10,6 +10,7 @@
 #define MESHGUARD_SIDECAR_IDENTITY_CREDENTIAL_STORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -56,15 +57,29 @@ class MutableCredentialStore final : public CredentialStore {
   // version. Validation is the publisher's job, done before this call.
   void Publish(std::shared_ptr<TlsCredentials> credentials)
       ABSL_LOCKS_EXCLUDED(mu_) {
+    std::function<void()> on_publish;
+    {
+      absl::MutexLock lock(&mu_);
+      if (credentials != nullptr) credentials->version = ++last_version_;
+      current_ = std::move(credentials);
+      on_publish = on_publish_;
+    }
+    if (on_publish) on_publish();
+  }
+
+  // Runs after every Publish, on the publishing thread, without the lock:
+  // for whoever must act on new credentials at once (the sidecar checks
+  // open connections against a new trust bundle). Set before publishing.
+  void SetOnPublish(std::function<void()> on_publish) ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
-    if (credentials != nullptr) credentials->version = ++last_version_;
-    current_ = std::move(credentials);
+    on_publish_ = std::move(on_publish);
   }
 
  private:
   mutable absl::Mutex mu_;
   std::shared_ptr<const TlsCredentials> current_ ABSL_GUARDED_BY(mu_);
   uint64_t last_version_ ABSL_GUARDED_BY(mu_) = 0;
+  std::function<void()> on_publish_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace meshguard::sidecar

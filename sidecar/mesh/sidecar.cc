@@ -1,6 +1,10 @@
 #include "sidecar/mesh/sidecar.h"
 
+#include <poll.h>
 #include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <functional>
@@ -514,25 +518,57 @@ absl::Status RunSidecar(const SidecarConfig& config,
   // 7. Until a signal: on a new trust bundle (a new CRL, a root change),
   // the peers of connections authenticated under the old one are checked
   // again, and those the new one refuses are drained, so a revoked peer's
-  // connection does not live on; the others carry on.
+  // connection does not live on; the others carry on. The store wakes this
+  // loop as soon as the agent publishes (eventfd), and the stop signals
+  // arrive on a signalfd (they are blocked in every thread: main.cc).
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  const int wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  const int signal_fd = signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK);
+  auto close_loop_fds = absl::MakeCleanup([&store, wake_fd, signal_fd] {
+    store.SetOnPublish(nullptr);
+    if (wake_fd >= 0) close(wake_fd);
+    if (signal_fd >= 0) close(signal_fd);
+  });
+  if (wake_fd < 0 || signal_fd < 0) {
+    return absl::InternalError(absl::StrCat(
+        "cannot wait for signals and credentials: ", strerror(errno)));
+  }
+  store.SetOnPublish([wake_fd] {
+    const uint64_t one = 1;
+    // Only fails when the counter would overflow: a wake-up is pending.
+    (void)!write(wake_fd, &one, sizeof(one));
+  });
   uint64_t bundle_sequence = creds->bundle_sequence;
-  while (true) {
-    bool stop = false;
-    BlockingWaitForSignal(absl::Milliseconds(500), &stop).IgnoreError();
-    if (stop) break;
+  auto recheck_on_new_bundle = [&] {
     std::shared_ptr<const TlsCredentials> now = store.Current();
-    if (now != nullptr && now->bundle_sequence != bundle_sequence) {
-      bundle_sequence = now->bundle_sequence;
-      const proxy::RecheckCounts counts =
-          proxy->RecheckPeersOlderThan(now->version);
-      util::LogLine("info", "bundle_changed")
-          .Add("sequence", static_cast<int64_t>(bundle_sequence))
-          .Add("connections_kept", static_cast<int64_t>(counts.kept))
-          .Add("connections_drained", static_cast<int64_t>(counts.drained))
-          .Add("connections_in_handshake",
-               static_cast<int64_t>(counts.in_handshake))
-          .Add("chains_verified", static_cast<int64_t>(counts.chains_verified))
-          .Emit();
+    if (now == nullptr || now->bundle_sequence == bundle_sequence) return;
+    bundle_sequence = now->bundle_sequence;
+    const proxy::RecheckCounts counts =
+        proxy->RecheckPeersOlderThan(now->version);
+    util::LogLine("info", "bundle_changed")
+        .Add("sequence", static_cast<int64_t>(bundle_sequence))
+        .Add("connections_kept", static_cast<int64_t>(counts.kept))
+        .Add("connections_drained", static_cast<int64_t>(counts.drained))
+        .Add("connections_in_handshake",
+             static_cast<int64_t>(counts.in_handshake))
+        .Add("chains_verified", static_cast<int64_t>(counts.chains_verified))
+        .Emit();
+  };
+  recheck_on_new_bundle();  // one may have come while the proxy started
+  while (true) {
+    pollfd fds[2] = {{signal_fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
+    if (poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      return absl::InternalError(absl::StrCat("poll: ", strerror(errno)));
+    }
+    if (fds[0].revents & POLLIN) break;  // SIGTERM or SIGINT
+    if (fds[1].revents & POLLIN) {
+      uint64_t publishes = 0;
+      (void)!read(wake_fd, &publishes, sizeof(publishes));
+      recheck_on_new_bundle();
     }
   }
 
