@@ -39,7 +39,9 @@ ABSL_FLAG(std::string, outbound_listen, "",
 ABSL_FLAG(std::string, admin_listen, "",
           "Admin HTTP endpoint (127.0.0.1:15000).");
 ABSL_FLAG(std::string, policy, "", "Authorization policy file (YAML).");
-ABSL_FLAG(uint32_t, workers, 0, "Event-loop threads (0: one per CPU).");
+ABSL_FLAG(uint32_t, workers, 0,
+          "Event-loop threads (0: one per CPU this process may use: its "
+          "affinity, capped by its cgroup's CPU limit).");
 ABSL_FLAG(std::vector<std::string>, route, {},
           "Outbound routes, comma-separated AUTHORITY=HOST:PORT[=SPIFFE_ID].");
 ABSL_FLAG(bool, transparent, false,

@@ -1,12 +1,11 @@
 #include "sidecar/config/sidecar_config.h"
 
-#include <thread>
-
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/time_util.h"
 #include "identity/crypto/spiffe_id.h"
+#include "sidecar/config/cpu_budget.h"
 
 namespace meshguard::sidecar {
 namespace {
@@ -57,8 +56,7 @@ void ApplySidecarDefaults(SidecarConfig* config) {
   if (listeners->admin().empty()) listeners->set_admin("127.0.0.1:15000");
   if (config->app_address().empty()) config->set_app_address("127.0.0.1:8080");
   if (config->workers() == 0) {
-    unsigned n = std::thread::hardware_concurrency();
-    config->set_workers(n == 0 ? 1 : n);
+    config->set_workers(static_cast<uint32_t>(CurrentCpuBudget().Workers()));
   }
   auto* timeouts = config->mutable_timeouts();
   DefaultDuration(timeouts->mutable_connect(), absl::Seconds(5));
