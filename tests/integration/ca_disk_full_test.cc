@@ -17,10 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/integration/ca_fixture.h"
@@ -31,28 +28,10 @@ namespace {
 
 using ::meshguard::testing::HttpGet;
 using ::meshguard::testing::HttpResponse;
+using ::meshguard::testing::SumMetric;
 using ::testing::HasSubstr;
 
 constexpr char kFiller[] = "/tmp/filler";
-
-// The value of the series of `metric` whose labels contain `label`, summed;
-// 0 if there is none.
-double MetricValue(const std::string& text, const std::string& metric,
-                   const std::string& label) {
-  double sum = 0;
-  for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    if (!absl::StartsWith(line, metric) || !absl::StrContains(line, label)) {
-      continue;
-    }
-    const size_t space = line.rfind(' ');
-    double v = 0;
-    if (space != absl::string_view::npos &&
-        absl::SimpleAtod(line.substr(space + 1), &v)) {
-      sum += v;
-    }
-  }
-  return sum;
-}
 
 class CaDiskFullTest : public ::testing::Test {
  protected:
@@ -139,12 +118,12 @@ TEST_F(CaDiskFullTest, NothingIsIssuedTheCallerRetriesAndTheTokenSurvives) {
       << renewal.status();
 
   const std::string metrics = Metrics();
-  EXPECT_GE(MetricValue(metrics, "meshguard_ca_issuance_failures_total",
-                        "reason=\"storage_failed\""),
+  EXPECT_GE(SumMetric(metrics, "meshguard_ca_issuance_failures_total",
+                      {"reason=\"storage_failed\""}),
             2)
       << metrics;
-  EXPECT_EQ(MetricValue(metrics, "meshguard_ca_issuance_failures_total",
-                        "reason=\"bad_join_token\""),
+  EXPECT_EQ(SumMetric(metrics, "meshguard_ca_issuance_failures_total",
+                      {"reason=\"bad_join_token\""}),
             0)
       << metrics;
 

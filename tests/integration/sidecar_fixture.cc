@@ -111,25 +111,7 @@ double Sidecar::MetricSum(const std::string& name,
                           const std::vector<std::string>& label_parts) const {
   absl::StatusOr<std::string> text = Metrics();
   if (!text.ok()) return -1;
-  double sum = 0;
-  for (absl::string_view line : absl::StrSplit(*text, '\n')) {
-    if (line.empty() || line[0] == '#') continue;
-    if (!absl::ConsumePrefix(&line, name)) continue;
-    // Exactly this metric: next comes the label set or the value.
-    if (line.empty() || (line[0] != '{' && line[0] != ' ')) continue;
-    size_t space = line.rfind(' ');
-    if (space == absl::string_view::npos) continue;
-    absl::string_view labels = line.substr(0, space);
-    bool match = true;
-    for (const std::string& part : label_parts) {
-      if (!absl::StrContains(labels, part)) match = false;
-    }
-    double value = 0;
-    if (match && absl::SimpleAtod(line.substr(space + 1), &value)) {
-      sum += value;
-    }
-  }
-  return sum;
+  return meshguard::testing::SumMetric(*text, name, label_parts);
 }
 
 std::vector<std::string> Sidecar::LogLines(const std::string& event) const {

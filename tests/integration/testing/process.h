@@ -211,6 +211,12 @@ absl::StatusOr<HttpResponse> HttpGet(const std::string& host, int port,
                                      const std::string& path,
                                      absl::Duration timeout = absl::Seconds(5));
 
+// The sum of every sample of the Prometheus metric `name` (exactly that
+// name) in `text` whose label set contains each of `label_parts` (e.g.
+// {"side=\"inbound\""}); 0 when none does.
+double SumMetric(const std::string& text, const std::string& name,
+                 const std::vector<std::string>& label_parts = {});
+
 // Polls `path` until it answers 200. `watch` as in WaitForTcpPort. The error
 // says what the last attempt got.
 absl::Status WaitForHttpOk(const std::string& host, int port,
