@@ -21,7 +21,6 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "identity/util/json_log.h"
 
 namespace meshguard::util {
 namespace {
@@ -226,14 +225,7 @@ absl::Status AdminHttpServer::Start() {
                      ? absl::StrCat(host_, ":", port_)
                      : absl::StrCat("[", host_, "]:", port_)](
           const AcceptFailure& failure, bool report) {
-        if (!report) return;
-        LogLine("warn", "accept_failed")
-            .Add("listener", "admin")
-            .Add("address", address)
-            .Add("error", ErrnoString(failure.error))
-            .Add("failures", static_cast<int64_t>(failure.failures))
-            .Add("paused_ms", absl::ToInt64Milliseconds(ListenerPause::kPause))
-            .Emit();
+        if (report) LogAcceptFailure("admin", address, failure);
       });
   started_ = true;
   if (owns_base_) {

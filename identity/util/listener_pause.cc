@@ -4,10 +4,13 @@
 #include <event2/listener.h>
 #include <sys/resource.h>
 
+#include <cstring>
+#include <string>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
+#include "identity/util/json_log.h"
 
 namespace meshguard::util {
 namespace {
@@ -90,6 +93,18 @@ void ListenerPause::Resume() {
 
 void ListenerPause::OnTimer(int, short, void* arg) {
   static_cast<ListenerPause*>(arg)->Resume();
+}
+
+void LogAcceptFailure(absl::string_view listener, absl::string_view address,
+                      const AcceptFailure& failure) {
+  char buf[256];
+  LogLine("warn", "accept_failed")
+      .Add("listener", std::string(listener))
+      .Add("address", std::string(address))
+      .Add("error", strerror_r(failure.error, buf, sizeof(buf)))  // GNU
+      .Add("failures", static_cast<int64_t>(failure.failures))
+      .Add("paused_ms", absl::ToInt64Milliseconds(ListenerPause::kPause))
+      .Emit();
 }
 
 uint64_t RaiseOpenFileLimit() {

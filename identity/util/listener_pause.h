@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 struct event;
@@ -63,6 +64,12 @@ class ListenerPause {
   uint64_t unreported_ = 0;
   absl::Time last_report_ = absl::InfinitePast();
 };
+
+// The "accept_failed" log line (warn) for a failure ListenerPause reported:
+// which listener ("inbound", "outbound", "admin"), its address, the error,
+// how many attempts failed since the previous line, and the pause.
+void LogAcceptFailure(absl::string_view listener, absl::string_view address,
+                      const AcceptFailure& failure);
 
 // Raises this process's soft limit on open file descriptors to its hard
 // limit, as Go's runtime and nginx's worker_rlimit_nofile do, so that a

@@ -93,11 +93,17 @@ class CounterSync {
   std::vector<Entry> entries_ ABSL_GUARDED_BY(mu_);
 };
 
-absl::Status BlockingWaitForSignal(absl::Duration timeout, bool* got) {
+// SIGTERM and SIGINT, blocked in every thread (main.cc) and waited for.
+sigset_t StopSignals() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  return set;
+}
+
+absl::Status BlockingWaitForSignal(absl::Duration timeout, bool* got) {
+  const sigset_t set = StopSignals();
   timespec ts;
   ts.tv_sec = absl::ToInt64Seconds(timeout);
   ts.tv_nsec = absl::ToInt64Nanoseconds(timeout - absl::Seconds(ts.tv_sec));
@@ -390,17 +396,12 @@ absl::Status RunSidecar(const SidecarConfig& config,
   proxy_options.credential_expiry_margin =
       std::min(absl::Seconds(30), lifetime / 5);
   proxy_options.on_accept_failure = [](const proxy::AcceptFailureReport& r) {
-    char buf[256];
-    util::LogLine("warn", "accept_failed")
-        .Add("listener", r.role == proxy::ListenerRole::kInboundTls
-                             ? "inbound"
-                             : "outbound")
-        .Add("address", r.address)
-        .Add("error", strerror_r(r.error, buf, sizeof(buf)))  // GNU variant
-        .Add("failures", static_cast<int64_t>(r.failures))
-        .Add("paused_ms",
-             absl::ToInt64Milliseconds(util::ListenerPause::kPause))
-        .Emit();
+    util::AcceptFailure failure;
+    failure.error = r.error;
+    failure.failures = r.failures;
+    util::LogAcceptFailure(
+        r.role == proxy::ListenerRole::kInboundTls ? "inbound" : "outbound",
+        r.address, failure);
   };
   absl::StatusOr<std::unique_ptr<proxy::Proxy>> created =
       proxy::Proxy::Create(proxy_options, &security);
@@ -521,10 +522,7 @@ absl::Status RunSidecar(const SidecarConfig& config,
   // connection does not live on; the others carry on. The store wakes this
   // loop as soon as the agent publishes (eventfd), and the stop signals
   // arrive on a signalfd (they are blocked in every thread: main.cc).
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
+  const sigset_t stop_signals = StopSignals();
   const int wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   const int signal_fd = signalfd(-1, &stop_signals, SFD_CLOEXEC | SFD_NONBLOCK);
   auto close_loop_fds = absl::MakeCleanup([&store, wake_fd, signal_fd] {
