@@ -123,6 +123,14 @@ struct RecheckCounts {
   // Peer chains verified for kept + drained: connections whose peers sent
   // the same chain (ConnectionSecurity::PeerChainKey) share one check.
   int chains_verified = 0;
+
+  RecheckCounts& operator+=(const RecheckCounts& o) {
+    kept += o.kept;
+    drained += o.drained;
+    in_handshake += o.in_handshake;
+    chains_verified += o.chains_verified;
+    return *this;
+  }
 };
 
 class ConnectionSecurity {  // thread-safe; called on worker threads

@@ -100,11 +100,9 @@ RecheckCounts Proxy::RecheckPeersOlderThan(uint64_t version) {
   }
   const absl::Time deadline = absl::Now() + absl::Seconds(5);
   for (Slot& slot : *slots) {
-    if (!slot.done.WaitForNotificationWithDeadline(deadline)) continue;
-    total.kept += slot.counts.kept;
-    total.drained += slot.counts.drained;
-    total.in_handshake += slot.counts.in_handshake;
-    total.chains_verified += slot.counts.chains_verified;
+    if (slot.done.WaitForNotificationWithDeadline(deadline)) {
+      total += slot.counts;
+    }
   }
   return total;
 }

@@ -19,7 +19,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <string>
@@ -39,14 +38,7 @@
 namespace meshguard::integration {
 namespace {
 
-using ::meshguard::testing::EchoRequest;
-using ::meshguard::testing::EchoResponse;
-
 constexpr char kAuthority[] = "echo.fdlimit";
-
-std::chrono::system_clock::time_point DeadlineIn(absl::Duration d) {
-  return absl::ToChronoTime(absl::Now() + d);
-}
 
 // utime + stime of `pid`, in seconds (-1 if unreadable).
 double CpuSeconds(pid_t pid) {
@@ -97,17 +89,6 @@ int ConnectLoopback(int port) {
     return -1;
   }
   return fd;
-}
-
-grpc::Status Echo(meshguard::testing::Echo::Stub* stub, absl::Duration within,
-                  bool wait_for_ready) {
-  grpc::ClientContext context;
-  context.set_deadline(DeadlineIn(within));
-  context.set_wait_for_ready(wait_for_ready);
-  EchoRequest request;
-  request.set_payload("out of descriptors");
-  EchoResponse response;
-  return stub->Echo(&context, request, &response);
 }
 
 class SidecarFdLimitTest : public ::testing::Test {
@@ -192,7 +173,8 @@ class SidecarFdLimitTest : public ::testing::Test {
 
 TEST_F(SidecarFdLimitTest, OutOfDescriptorsPausesAcceptingAndRecovers) {
   auto stub = client_->Stub(kAuthority);
-  ASSERT_TRUE(Echo(stub.get(), absl::Seconds(10), true).ok());
+  ASSERT_TRUE(
+      EchoOnce(stub.get(), "out of descriptors", absl::Seconds(10), true).ok());
 
   const absl::Time exhausted = absl::Now();
   ASSERT_NO_FATAL_FAILURE(Exhaust(client_, client_->outbound_port(),
@@ -208,13 +190,15 @@ TEST_F(SidecarFdLimitTest, OutOfDescriptorsPausesAcceptingAndRecovers) {
   EXPECT_LE(static_cast<double>(lines.size()), seconds + 1) << lines.back();
 
   // The call path it already has still works.
-  grpc::Status during = Echo(stub.get(), absl::Seconds(5), false);
+  grpc::Status during =
+      EchoOnce(stub.get(), "out of descriptors", absl::Seconds(5), false);
   EXPECT_TRUE(during.ok()) << during.error_message();
 
   // The load goes away, the limit stays: it accepts again.
   ReleaseHeld();
   auto fresh = client_->Stub(kAuthority);  // a new connection
-  grpc::Status after = Echo(fresh.get(), absl::Seconds(5), true);
+  grpc::Status after =
+      EchoOnce(fresh.get(), "out of descriptors", absl::Seconds(5), true);
   EXPECT_TRUE(after.ok()) << after.error_message();
   EXPECT_GE(client_->MetricSum("meshguard_accept_failures_total",
                                {"listener=\"outbound\""}),
@@ -230,7 +214,8 @@ TEST_F(SidecarFdLimitTest, TheInboundListenerPausesToo) {
 
   ReleaseHeld();
   auto stub = client_->Stub(kAuthority);
-  grpc::Status after = Echo(stub.get(), absl::Seconds(8), true);
+  grpc::Status after =
+      EchoOnce(stub.get(), "out of descriptors", absl::Seconds(8), true);
   EXPECT_TRUE(after.ok()) << after.error_message();
   EXPECT_GE(server_->MetricSum("meshguard_accept_failures_total",
                                {"listener=\"inbound\""}),

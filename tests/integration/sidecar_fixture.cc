@@ -135,6 +135,18 @@ int64_t Sidecar::RssBytes() const {
   return -1;
 }
 
+grpc::Status EchoOnce(meshguard::testing::Echo::Stub* stub,
+                      const std::string& payload, absl::Duration within,
+                      bool wait_for_ready) {
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + within));
+  context.set_wait_for_ready(wait_for_ready);
+  meshguard::testing::EchoRequest request;
+  request.set_payload(payload);
+  meshguard::testing::EchoResponse response;
+  return stub->Echo(&context, request, &response);
+}
+
 std::string RouteTo(const std::string& authority, const Sidecar& target,
                     std::optional<std::string> expected_id) {
   const std::string id = expected_id.value_or(target.spiffe_id());

@@ -125,6 +125,12 @@ class Sidecar {
   std::unique_ptr<Process> process_;
 };
 
+// One unary Echo of `payload` on `stub`, with a deadline `within` from now.
+grpc::Status EchoOnce(meshguard::testing::Echo::Stub* stub,
+                      const std::string& payload,
+                      absl::Duration within = absl::Seconds(5),
+                      bool wait_for_ready = false);
+
 // "AUTHORITY=127.0.0.1:<target's inbound port>[=expected_id]". With
 // expected_id nullopt the target's own ID is expected; "" expects none.
 std::string RouteTo(const std::string& authority, const Sidecar& target,

@@ -698,17 +698,6 @@ TEST_F(SidecarIdentityTest, ARevocationOfSomeoneElseKeepsOpenConnections) {
             1);
 }
 
-// One Echo call on `stub`, 5 s deadline.
-grpc::Status EchoOn(meshguard::testing::Echo::Stub* stub,
-                    const std::string& payload) {
-  grpc::ClientContext context;
-  context.set_deadline(DeadlineIn(absl::Seconds(5)));
-  EchoRequest request;
-  request.set_payload(payload);
-  EchoResponse response;
-  return stub->Echo(&context, request, &response);
-}
-
 // A new bundle costs each sidecar one chain verification per peer, not one
 // per connection: the connections one client sidecar pools to one server
 // sidecar carry the same chain each way, and share one verdict.
@@ -765,7 +754,7 @@ TEST_F(SidecarIdentityTest, ABundleChangeVerifiesEachPeersChainOnce) {
     EXPECT_EQ(BundleChangedCount(line, "connections_drained"), 0) << line;
     EXPECT_EQ(BundleChangedCount(line, "chains_verified"), 1) << line;
   }
-  grpc::Status status = EchoOn(stub.get(), "still pooled");
+  grpc::Status status = EchoOnce(stub.get(), "still pooled");
   EXPECT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(
       (*a)->MetricSum("meshguard_active", {"kind=\"upstream_connections\""}),
@@ -783,7 +772,7 @@ TEST_F(SidecarIdentityTest, RevokedPeersOpenConnectionIsDrainedAndNotReopened) {
   ASSERT_TRUE(started.ok()) << started.status();
   Sidecar* doomed = *started;
   auto stub = doomed->Stub(kEchoAuthority);
-  auto echo = [&] { return EchoOn(stub.get(), "still me?"); };
+  auto echo = [&] { return EchoOnce(stub.get(), "still me?"); };
   grpc::Status first = echo();
   ASSERT_TRUE(first.ok()) << first.error_message();
   const double drained_before = server_->MetricSum(
